@@ -1,0 +1,1 @@
+"""The `hitless` command line: one module per command group."""

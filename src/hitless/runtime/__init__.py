@@ -1,0 +1,1 @@
+"""Runtimes: where instances run (Docker containers or local processes), behind one interface."""

@@ -1,0 +1,171 @@
+"""The Runtime interface, and the labels that make observed state the truth.
+
+Every instance hitless starts carries labels naming its project, set path, service, slot,
+generation and config hash. hitless never remembers what runs: it lists instances by label.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from typing import Literal, Protocol, runtime_checkable
+
+LABEL_PREFIX = "io.hitless."
+
+InstanceState = Literal["created", "running", "exited", "dead", "paused", "restarting", "removing"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Labels:
+    """What an instance is, as written on it when it was started."""
+
+    project: str
+    set_path: str  # "neutron" or "neutron/agents"; the set that holds the service
+    service: str  # the service's name inside its set, e.g. "server"
+    slot: int  # replica position, 0-based
+    generation: int  # the slot's version counter
+    config_hash: str  # hash of the effective config (everything but the image)
+    image: str  # "repo:tag" as the spec asked for it
+    port: int  # the port the instance serves on (container port, or allocated host port)
+
+    @property
+    def service_path(self) -> str:
+        """The service's full path in the tree, e.g. "neutron/server"."""
+        return f"{self.set_path}/{self.service}" if self.set_path else self.service
+
+    def to_dict(self) -> dict[str, str]:
+        """Labels as engine key/value strings."""
+        return {LABEL_PREFIX + f.name.replace("_", "-"): str(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, str]) -> "Labels | None":
+        """Read labels back; None when the instance was not started by hitless (or is foreign)."""
+        values: dict[str, object] = {}
+        for f in dataclasses.fields(cls):
+            key = LABEL_PREFIX + f.name.replace("_", "-")
+            if key not in raw:
+                return None
+            values[f.name] = int(raw[key]) if f.type in ("int", int) else raw[key]
+        return cls(**values)  # type: ignore[arg-type]
+
+
+@dataclasses.dataclass(frozen=True)
+class Mount:
+    """A volume mount: a named volume or a host path (absolute), mounted at `target`."""
+
+    source: str
+    target: str
+    read_only: bool = False
+
+    @property
+    def is_named_volume(self) -> bool:
+        """True for a named volume, False for a host path bind mount."""
+        return not self.source.startswith("/")
+
+
+@dataclasses.dataclass(frozen=True)
+class ContainerOptions:
+    """Pass-through options, as Kolla gives them to its containers."""
+
+    privileged: bool = False
+    cap_add: tuple[str, ...] = ()
+    cap_drop: tuple[str, ...] = ()
+    pid_mode: str | None = None  # "host"
+    ipc_mode: str | None = None  # "host", "shareable"
+    user: str | None = None
+    workdir: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class LaunchSpec:
+    """Everything needed to start one instance, fully resolved (no defaults left to apply)."""
+
+    name: str  # unique per project, e.g. "netapi-netapi-api-0-g3"
+    image: str
+    command: tuple[str, ...] | None  # None: the image's default command
+    environment: dict[str, str]
+    mounts: tuple[Mount, ...]
+    network: Literal["bridge", "host"]
+    stop_signal: str  # e.g. "SIGTERM"
+    options: ContainerOptions
+    labels: Labels
+
+
+@dataclasses.dataclass(frozen=True)
+class Instance:
+    """One instance as the runtime reports it now."""
+
+    id: str
+    name: str
+    labels: Labels
+    state: InstanceState
+    started_at: dt.datetime | None
+    exit_code: int | None  # set when state is "exited" or "dead"
+    host: str | None  # where its port answers from this machine (container IP or 127.0.0.1)
+
+    @property
+    def running(self) -> bool:
+        """True while the instance's main process runs."""
+        return self.state == "running"
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        """(host, port) to reach the service from this machine, or None when not running."""
+        if not self.running or self.host is None:
+            return None
+        return (self.host, self.labels.port)
+
+
+@dataclasses.dataclass(frozen=True)
+class ExecResult:
+    """Result of a command run inside an instance."""
+
+    exit_code: int
+    output: str
+
+
+@runtime_checkable
+class Runtime(Protocol):
+    """Where instances run. Every side effect on instances goes through this interface."""
+
+    kind: str  # "docker" or "process"
+
+    def list(self, project: str) -> list[Instance]:
+        """Every instance labelled with this project, running or not."""
+        ...
+
+    def get(self, instance_id: str) -> Instance | None:
+        """One instance as it is now, or None when it no longer exists."""
+        ...
+
+    def start(self, launch: LaunchSpec) -> Instance:
+        """Create and start an instance; returns it as observed right after start."""
+        ...
+
+    def signal(self, instance_id: str, signal_name: str) -> None:
+        """Send a signal (e.g. "SIGTERM") to the instance's main process, like the engine's kill."""
+        ...
+
+    def wait_exit(self, instance_id: str, timeout: float) -> int | None:
+        """Wait up to `timeout` seconds for the instance to exit; its exit code, or None if still running."""
+        ...
+
+    def remove(self, instance_id: str) -> None:
+        """Remove a stopped instance (and its anonymous resources). Running instances are killed first."""
+        ...
+
+    def exec(self, instance_id: str, argv: list[str], timeout: float) -> ExecResult:
+        """Run a command inside the running instance (a health check, say)."""
+        ...
+
+    def logs(self, instance_id: str, tail: int = 50) -> str:
+        """The last `tail` lines of the instance's output (stdout and stderr)."""
+        ...
+
+    def has_image(self, image: str) -> bool:
+        """True when the image can be started without fetching anything."""
+        ...
+
+    def close(self) -> None:
+        """Release client resources."""
+        ...
