@@ -1,0 +1,43 @@
+"""Durations as people write them in a spec: `90s`, `15m`, `3h`, `1h30m`, `250ms`."""
+
+from __future__ import annotations
+
+import re
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+
+
+def parse_duration(text: str | int | float) -> float:
+    """Seconds in a duration; a bare number counts as seconds. Raises ValueError when unreadable."""
+    if isinstance(text, bool):
+        raise ValueError(f"invalid duration {text!r}")
+    if isinstance(text, (int, float)):
+        if text < 0:
+            raise ValueError(f"invalid duration {text!r}: negative")
+        return float(text)
+    raw = text.strip()
+    if re.fullmatch(r"\d+(?:\.\d+)?", raw):
+        return float(raw)
+    pos, total = 0, 0.0
+    for match in _PART.finditer(raw):
+        if match.start() != pos:
+            break
+        total += float(match.group(1)) * _UNITS[match.group(2)]
+        pos = match.end()
+    if pos != len(raw) or not raw:
+        raise ValueError(f"invalid duration {text!r}")
+    return total
+
+
+def format_duration(seconds: float) -> str:
+    """A short human form: `850ms`, `42s`, `15m`, `1h30m`."""
+    if seconds < 1:
+        return f"{round(seconds * 1000)}ms"
+    if seconds < 60:
+        return f"{seconds:.0f}s" if seconds == int(seconds) else f"{seconds:.1f}s"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    parts = [(days, "d"), (hours, "h"), (minutes, "m"), (secs, "s")]
+    return "".join(f"{value}{unit}" for value, unit in parts if value) or "0s"

@@ -1,0 +1,1 @@
+"""The engine: plan (pure diff), and the steps that carry a plan out through the runtime."""

@@ -1,0 +1,110 @@
+"""From a spec service to what one slot's instance must be: config hash and launch spec."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+from pathlib import Path
+from typing import Iterable
+
+from hitless.errors import OperationFailed
+from hitless.runtime.base import ContainerOptions, Instance, Labels, LaunchSpec, Mount
+from hitless.spec.tree import ServiceNode
+
+
+def effective_config(node: ServiceNode) -> dict:
+    """What the instance is started with, apart from its image and per-slot values.
+
+    A change here means the instance must be replaced; health checks, stop grace and the update
+    strategy act from outside the instance and are left out.
+    """
+    svc = node.service
+    return {
+        "command": list(svc.command) if svc.command is not None else None,
+        "environment": dict(sorted(svc.environment.items())),
+        "volumes": [v.model_dump() for v in svc.volumes],
+        "network": {"mode": svc.network.mode, "port": svc.network.port},
+        "stop_signal": svc.stop.signal,
+        "options": svc.options.model_dump(mode="json"),
+    }
+
+
+def config_hash(node: ServiceNode) -> str:
+    """A short, stable hash of the effective config."""
+    canonical = json.dumps(effective_config(node), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def instance_name(project: str, service_path: str, slot: int, generation: int) -> str:
+    """The instance's unique name, e.g. `netapi-netapi-api-0-g3`."""
+    return f"{project}-{service_path.replace('/', '-')}-{slot}-g{generation}"
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+    return True
+
+
+def _ephemeral_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def allocate_port(node: ServiceNode, runtime_kind: str, taken: Iterable[int]) -> int:
+    """The port a new instance will serve on.
+
+    Bridge networking in Docker: the container port. Host networking: the lowest port of the
+    service's range that no instance of the project holds and nothing on the host is bound to.
+    The process runtime has no network namespace, so a bridge service gets a free loopback port.
+    """
+    net = node.service.network
+    if net.mode == "bridge":
+        return int(net.port) if runtime_kind == "docker" else _ephemeral_port()
+    used = set(taken)
+    for port in net.ports:  # type: ignore[union-attr]
+        if port not in used and _port_is_free(port):
+            return port
+    raise OperationFailed(f"{node.path}: no free port left in {net.ports.first}-{net.ports.last}")  # type: ignore[union-attr]
+
+
+def launch_spec(project: str, node: ServiceNode, slot: int, generation: int, port: int, base_dir: Path) -> LaunchSpec:
+    """Everything the runtime needs to start this slot's instance at this generation."""
+    svc = node.service
+    labels = Labels(
+        project=project, set_path=node.set_path, service=node.name, slot=slot, generation=generation,
+        config_hash=config_hash(node), image=svc.image, port=port,
+    )
+    mounts = tuple(
+        Mount(source=v.source if not v.source.startswith(".") else str((base_dir / v.source).resolve()),
+              target=v.target, read_only=v.read_only)
+        for v in svc.volumes
+    )
+    environment = {**svc.environment, "HITLESS_PORT": str(port), "HITLESS_SLOT": str(slot),
+                   "HITLESS_GENERATION": str(generation)}
+    opts = svc.options
+    return LaunchSpec(
+        name=instance_name(project, node.path, slot, generation),
+        image=svc.image,
+        command=svc.command,
+        environment=environment,
+        mounts=mounts,
+        network=svc.network.mode,
+        stop_signal=svc.stop.signal,
+        options=ContainerOptions(
+            privileged=opts.privileged, cap_add=opts.cap_add, cap_drop=opts.cap_drop,
+            pid_mode=opts.pid, ipc_mode=opts.ipc, user=opts.user, workdir=opts.workdir,
+        ),
+        labels=labels,
+    )
+
+
+def ports_in_use(instances: Iterable[Instance]) -> set[int]:
+    """Ports held by instances that are still alive."""
+    return {i.labels.port for i in instances if i.state in ("created", "running", "restarting", "paused")}

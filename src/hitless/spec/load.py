@@ -1,0 +1,156 @@
+"""Reading a spec: YAML (the only I/O here) → validated DesiredTree, or every problem with its YAML path."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from hitless.errors import BadInput
+from hitless.spec.model import NAME_PATTERN, Service, Spec
+from hitless.spec.tree import DesiredTree, Node, ServiceNode, SetNode
+
+DEFAULT_SPEC = "hitless.yaml"
+
+
+class SpecError(BadInput):
+    """A spec with problems; one line per problem, each naming its YAML path."""
+
+    def __init__(self, source: str, problems: list[str]):
+        super().__init__(f"{source}: {len(problems)} problem(s)")
+        self.source = source
+        self.problems = problems
+
+    def lines(self) -> list[str]:
+        return [f"{self.source}: {p}" for p in self.problems]
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A YAML loader that refuses duplicate keys instead of keeping the last one silently."""
+
+
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            mark = key_node.start_mark
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (line {mark.line + 1})", mark
+            )
+        seen.add(key)
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _describe(error: dict[str, Any]) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required key missing"
+    if kind in ("value_error", "assertion_error") and "error" in error.get("ctx", {}):
+        return str(error["ctx"]["error"])
+    message = error["msg"][0].lower() + error["msg"][1:]
+    if kind in ("literal_error", "string_pattern_mismatch", "int_parsing", "bool_parsing", "greater_than_equal"):
+        return f"{message}, got {error['input']!r}"
+    return message
+
+
+def _problems(exc: ValidationError, prefix: str) -> list[str]:
+    lines = []
+    for error in exc.errors():
+        # A union or a before-validator adds its own loc parts; keep only those the user wrote.
+        loc = [str(part) for part in error["loc"] if not str(part).startswith(("function-", "tagged-union"))]
+        path = ".".join([prefix, *loc]) if prefix else ".".join(loc)
+        lines.append(f"{path or '(top level)'}: {_describe(error)}")
+    return lines
+
+
+def _build_set(raw: Any, path: str, yaml_path: str, problems: list[str]) -> SetNode | None:
+    name = path.rsplit("/", 1)[-1]
+    if not isinstance(raw, dict) or not raw:
+        problems.append(f"{yaml_path}: a set needs at least one child set or service")
+        return None
+    children: list[Node] = []
+    for child_name, child_raw in raw.items():
+        child_yaml = f"{yaml_path}.{child_name}"
+        if not isinstance(child_name, str) or not re.match(NAME_PATTERN, child_name):
+            problems.append(f"{child_yaml}: invalid name (lowercase letters, digits, '-' and '_')")
+            continue
+        child_path = f"{path}/{child_name}" if path else child_name
+        if isinstance(child_raw, dict) and "image" in child_raw:
+            try:
+                service = Service.model_validate(child_raw)
+            except ValidationError as exc:
+                problems.extend(_problems(exc, child_yaml))
+                continue
+            children.append(ServiceNode(path=child_path, set_path=path, name=child_name, service=service))
+        else:
+            child_set = _build_set(child_raw, child_path, child_yaml, problems)
+            if child_set is not None:
+                children.append(child_set)
+    return SetNode(path=path, name=name, children=tuple(children))
+
+
+def _check_host_ports(root: SetNode, problems: list[str]) -> None:
+    """Host-network services share the host's ports: their ranges must not overlap."""
+    claimed: list[tuple[str, range]] = []
+    for node in root.services():
+        net = node.service.network
+        if net.mode != "host" or net.ports is None:
+            continue
+        mine = range(net.ports.first, net.ports.last + 1)
+        for other, theirs in claimed:
+            if mine.start < theirs.stop and theirs.start < mine.stop:
+                problems.append(f"sets.{node.path.replace('/', '.')}.network.ports: overlaps the range of {other}")
+        claimed.append((node.path, mine))
+
+
+def parse_spec(text: str, source: str = DEFAULT_SPEC, base_dir: Path | None = None) -> DesiredTree:
+    """Validate spec text; raises SpecError listing every problem found."""
+    try:
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SpecError(source, [f"{where}invalid YAML: {problem}"]) from None
+    if not isinstance(raw, dict):
+        raise SpecError(source, ["(top level): expected a mapping with 'project' and 'sets'"])
+    problems: list[str] = []
+    top = {k: v for k, v in raw.items() if k != "sets"}
+    if "project" not in top and base_dir is not None:
+        top["project"] = re.sub(r"[^a-z0-9_-]", "-", base_dir.resolve().name.lower()).strip("-_") or "default"
+    spec: Spec | None = None
+    try:
+        spec = Spec.model_validate(top)
+    except ValidationError as exc:
+        problems.extend(_problems(exc, ""))
+    root = None
+    if "sets" not in raw:
+        problems.append("sets: required key missing")
+    else:
+        root = _build_set(raw["sets"], "", "sets", problems)
+        if root is not None:
+            _check_host_ports(root, problems)
+    if problems or spec is None or root is None:
+        raise SpecError(source, problems)
+    return DesiredTree(spec=spec, root=root, base_dir=(base_dir or Path.cwd()).resolve())
+
+
+def load_spec(path: str | Path | None = None) -> DesiredTree:
+    """Read and validate a spec file (default `hitless.yaml` in the current directory)."""
+    file = Path(path or DEFAULT_SPEC)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise BadInput(f"{file}: no such spec file (use -f FILE)") from None
+    except OSError as exc:
+        raise BadInput(f"{file}: cannot read spec: {exc.strerror}") from None
+    return parse_spec(text, source=str(file), base_dir=file.resolve().parent)

@@ -1,0 +1,236 @@
+"""Pydantic models of one service and of the spec's top level.
+
+Every model forbids unknown keys: a typo in a spec is an error, never silently ignored.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import signal as _signal
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+from hitless.durations import parse_duration
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
+_IMAGE = re.compile(r"^[a-z0-9][a-z0-9._/-]*(:\d+)?(/[a-z0-9._-]+)*:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _as_argv(value: object) -> object:
+    """A command may be written as a list or as one shell-like string."""
+    if isinstance(value, str):
+        try:
+            return shlex.split(value)
+        except ValueError as exc:
+            raise ValueError(f"unreadable command {value!r}: {exc}") from None
+    return value
+
+
+Argv = Annotated[tuple[str, ...], BeforeValidator(_as_argv)]
+
+
+def _environment_values(value: object) -> object:
+    """Environment values are strings; numbers and booleans are written as YAML spells them."""
+    if isinstance(value, dict):
+        return {k: ("true" if v is True else "false" if v is False else "" if v is None else str(v)) for k, v in value.items()}
+    return value
+
+
+class PortRange(_Strict):
+    """An inclusive range of host ports, written `9100-9199` (or a single port)."""
+
+    first: int = Field(ge=1, le=65535)
+    last: int = Field(ge=1, le=65535)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_text(cls, value: object) -> object:
+        if isinstance(value, int):
+            return {"first": value, "last": value}
+        if isinstance(value, str):
+            match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", value)
+            if not match:
+                raise ValueError(f"invalid port range {value!r} (expected e.g. 9100-9199)")
+            first = int(match.group(1))
+            return {"first": first, "last": int(match.group(2) or first)}
+        return value
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "PortRange":
+        if self.last < self.first:
+            raise ValueError(f"invalid port range {self.first}-{self.last}: last port below first")
+        return self
+
+    def __iter__(self):  # type: ignore[override]
+        return iter(range(self.first, self.last + 1))
+
+
+class Network(_Strict):
+    """Bridge networking with a container port, or host networking with a port range (Kolla-style)."""
+
+    mode: Literal["bridge", "host"] = "bridge"
+    port: int | None = Field(default=None, ge=1, le=65535, description="bridge: the port the service listens on")
+    ports: PortRange | None = Field(default=None, description="host: one port per instance is allocated from here")
+
+    @model_validator(mode="after")
+    def _port_for_mode(self) -> "Network":
+        if self.mode == "bridge" and self.port is None:
+            raise ValueError("bridge networking needs 'port' (the port the service listens on)")
+        if self.mode == "bridge" and self.ports is not None:
+            raise ValueError("'ports' is for host networking; bridge networking takes 'port'")
+        if self.mode == "host" and self.ports is None:
+            raise ValueError("host networking needs 'ports', a range to allocate one port per instance from")
+        if self.mode == "host" and self.port is not None:
+            raise ValueError("'port' is for bridge networking; host networking takes a 'ports' range")
+        return self
+
+
+class Health(_Strict):
+    """How hitless decides an instance is healthy: an HTTP GET, a TCP connect, or a command inside it."""
+
+    http: str | None = Field(default=None, description="path to GET; 2xx or 3xx is healthy")
+    tcp: bool = False
+    command: Argv | None = None
+    interval: Duration = 2.0
+    timeout: Duration = 2.0
+    start_period: Duration = 60.0
+    rise: int = Field(default=2, ge=1)
+    fall: int = Field(default=3, ge=1)
+
+    @field_validator("http")
+    @classmethod
+    def _path(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("/"):
+            raise ValueError(f"http health check path must start with '/', got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "Health":
+        kinds = [k for k, on in (("http", self.http is not None), ("tcp", self.tcp), ("command", self.command is not None)) if on]
+        if len(kinds) > 1:
+            raise ValueError(f"choose one health check kind, not {' and '.join(kinds)}")
+        return self
+
+    @property
+    def kind(self) -> Literal["http", "tcp", "command"]:
+        """The check's kind; a TCP connect when none is named."""
+        if self.http is not None:
+            return "http"
+        if self.command is not None:
+            return "command"
+        return "tcp"
+
+
+def _signal_name(value: object) -> object:
+    if isinstance(value, str):
+        name = value.upper()
+        name = name if name.startswith("SIG") else "SIG" + name
+        if name not in _signal.Signals.__members__:
+            raise ValueError(f"unknown signal {value!r}")
+        return name
+    return value
+
+
+class Stop(_Strict):
+    """Graceful stop: the signal the service expects, then as long as in-flight work needs."""
+
+    signal: Annotated[str, BeforeValidator(_signal_name)] = "SIGTERM"
+    grace: Duration = Field(default=3600.0, description="warn when still running after this long")
+    ceiling: Duration | None = Field(default=None, description="SIGKILL after this long (default: grace)")
+
+    @model_validator(mode="after")
+    def _ceiling_after_grace(self) -> "Stop":
+        if self.ceiling is not None and self.ceiling < self.grace:
+            raise ValueError("ceiling must not be shorter than grace")
+        return self
+
+    @property
+    def kill_after(self) -> float:
+        """Seconds after the stop signal at which SIGKILL is sent."""
+        return self.grace if self.ceiling is None else self.ceiling
+
+
+class Update(_Strict):
+    """How a service's slots are replaced in an upgrade."""
+
+    strategy: Literal["start-first", "rolling", "all-at-once", "recreate"] = "start-first"
+    surge: int = Field(default=1, ge=1, description="start-first: new instances started at once")
+    serial: int = Field(default=1, ge=1, description="rolling: slots replaced at once")
+
+
+class Options(_Strict):
+    """Pass-through container options, as Kolla gives them."""
+
+    privileged: bool = False
+    cap_add: tuple[str, ...] = ()
+    cap_drop: tuple[str, ...] = ()
+    pid: Literal["host"] | None = None
+    ipc: str | None = None
+    user: str | None = None
+    workdir: str | None = None
+
+
+def _parse_volume(value: object) -> object:
+    if not isinstance(value, str):
+        return value
+    parts = value.split(":")
+    if len(parts) not in (2, 3) or not parts[0] or not parts[1].startswith("/"):
+        raise ValueError(f"invalid volume {value!r} (expected NAME:/path, /host/path:/path, optionally :ro)")
+    if len(parts) == 3 and parts[2] not in ("ro", "rw"):
+        raise ValueError(f"invalid volume mode {parts[2]!r} in {value!r} (expected ro or rw)")
+    return {"source": parts[0], "target": parts[1], "read_only": len(parts) == 3 and parts[2] == "ro"}
+
+
+class Volume(_Strict):
+    """A named volume or an absolute host path, mounted at `target`."""
+
+    source: str
+    target: str
+    read_only: bool = False
+
+
+class Service(_Strict):
+    """A leaf of the tree: one image, N replicas."""
+
+    image: str
+    command: Argv | None = None
+    environment: Annotated[dict[str, str], BeforeValidator(_environment_values)] = Field(default_factory=dict)
+    volumes: tuple[Annotated[Volume, BeforeValidator(_parse_volume)], ...] = ()
+    replicas: int = Field(default=1, ge=0)
+    network: Network
+    health: Health = Health()
+    stop: Stop = Stop()
+    update: Update = Update()
+    options: Options = Options()
+
+    @field_validator("image")
+    @classmethod
+    def _tagged(cls, value: str) -> str:
+        if not _IMAGE.match(value):
+            raise ValueError(f"invalid image {value!r} (expected repo:tag; the tag carries the version)")
+        return value
+
+
+class ProcessImage(_Strict):
+    """What an image reference means to the process runtime: a command line and its environment."""
+
+    entrypoint: Argv
+    command: Argv = ()
+    environment: Annotated[dict[str, str], BeforeValidator(_environment_values)] = Field(default_factory=dict)
+    workdir: str | None = Field(default=None, description="relative to the spec file's directory")
+
+
+class Spec(_Strict):
+    """The spec's top level, without the tree (the tree is validated node by node)."""
+
+    project: str = Field(pattern=NAME_PATTERN)
+    runtime: Literal["auto", "docker", "process"] = "auto"
+    images: dict[str, ProcessImage] = Field(default_factory=dict)

@@ -1,0 +1,1 @@
+"""Durable state: generations, deployments and the last known good, in SQLite."""
