@@ -1,0 +1,92 @@
+"""Graceful stop, as the Kolla blueprint asks: the service's own signal, then patience.
+
+Never `docker stop` (SIGKILL after a fixed 10 s): the configured signal goes through the
+runtime's kill, hitless waits for the exit itself for as long as in-flight work needs, and
+SIGKILL comes only at an explicit ceiling, announced loudly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable
+
+from hitless.errors import BadInput, OperationFailed
+from hitless.runtime.base import Runtime
+
+log = logging.getLogger(__name__)
+
+EventSink = Callable[[str, str], None]  # (level "info" | "warning", message)
+KILL_WAIT = 30.0  # how long an instance may take to vanish after SIGKILL
+
+
+@dataclasses.dataclass(frozen=True)
+class StopOutcome:
+    """How a graceful stop ended."""
+
+    exit_code: int | None  # None only when the instance was already gone
+    waited: float  # seconds from the signal to the observed exit
+    killed: bool  # True when the ceiling was reached and SIGKILL was sent
+
+
+def graceful_stop(
+    runtime: Runtime,
+    instance_id: str,
+    *,
+    signal_name: str = "SIGTERM",
+    grace: float,
+    ceiling: float | None = None,
+    on_event: EventSink | None = None,
+) -> StopOutcome:
+    """Send `signal_name`, wait up to `grace` s, warn, wait up to `ceiling` s, then SIGKILL.
+
+    `signal_name` should be the instance's configured stop signal: Docker only cancels the
+    restart policy for a kill with the container's stop signal (or SIGKILL).
+    """
+    if grace < 0:
+        raise BadInput(f"grace must be 0 seconds or more, not {grace:g}")
+    ceiling = grace if ceiling is None else ceiling
+    if ceiling < grace:
+        raise BadInput(f"the stop ceiling ({ceiling:g} s) must not be shorter than the grace ({grace:g} s)")
+
+    def event(level: str, message: str) -> None:
+        log.log(logging.WARNING if level == "warning" else logging.INFO, message)
+        if on_event is not None:
+            on_event(level, message)
+
+    instance = runtime.get(instance_id)
+    if instance is None:
+        event("info", f"{instance_id}: already gone, nothing to stop")
+        return StopOutcome(exit_code=None, waited=0.0, killed=False)
+    name = instance.name
+    if not instance.running:
+        event("info", f"{name}: not running ({instance.state}), nothing to stop")
+        return StopOutcome(exit_code=instance.exit_code, waited=0.0, killed=False)
+
+    event("info", f"{name}: sent {signal_name}; waiting up to {grace:g} s for in-flight work to finish")
+    began = time.monotonic()
+    runtime.signal(instance_id, signal_name)
+    code = runtime.wait_exit(instance_id, grace)
+    if code is None and ceiling > grace:
+        event(
+            "warning",
+            f"{name}: still running after grace ({grace:g} s); in-flight work continues until the ceiling ({ceiling:g} s)",
+        )
+        code = runtime.wait_exit(instance_id, max(0.0, began + ceiling - time.monotonic()))
+    if code is not None:
+        waited = time.monotonic() - began
+        event("info", f"{name}: exited with code {code} after {waited:.1f} s")
+        return StopOutcome(exit_code=code, waited=waited, killed=False)
+
+    event(
+        "warning",
+        f"{name}: STILL RUNNING AT THE {ceiling:g} s CEILING: sending SIGKILL; its in-flight work is lost",
+    )
+    runtime.signal(instance_id, "SIGKILL")
+    code = runtime.wait_exit(instance_id, KILL_WAIT)
+    waited = time.monotonic() - began
+    if code is None:
+        raise OperationFailed(f"{name}: still running {KILL_WAIT:g} s after SIGKILL")
+    event("warning", f"{name}: killed (exit code {code}) after {waited:.1f} s")
+    return StopOutcome(exit_code=code, waited=waited, killed=True)
