@@ -26,7 +26,7 @@ class StopOutcome:
     """How a graceful stop ended."""
 
     exit_code: int | None  # None only when the instance was already gone
-    waited: float  # seconds from the signal to the observed exit
+    seconds: float  # seconds waited, from the signal to the observed exit
     killed: bool  # True when the ceiling was reached and SIGKILL was sent
 
 
@@ -50,43 +50,46 @@ def graceful_stop(
     if ceiling < grace:
         raise BadInput(f"the stop ceiling ({ceiling:g} s) must not be shorter than the grace ({grace:g} s)")
 
+    name = instance_id
+
     def event(level: str, message: str) -> None:
-        log.log(logging.WARNING if level == "warning" else logging.INFO, message)
+        # Messages do not name the instance: the caller knows it (the log line does name it).
+        log.log(logging.WARNING if level == "warning" else logging.INFO, "%s: %s", name, message)
         if on_event is not None:
             on_event(level, message)
 
     instance = runtime.get(instance_id)
     if instance is None:
-        event("info", f"{instance_id}: already gone, nothing to stop")
-        return StopOutcome(exit_code=None, waited=0.0, killed=False)
+        event("info", "already gone, nothing to stop")
+        return StopOutcome(exit_code=None, seconds=0.0, killed=False)
     name = instance.name
     if not instance.running:
-        event("info", f"{name}: not running ({instance.state}), nothing to stop")
-        return StopOutcome(exit_code=instance.exit_code, waited=0.0, killed=False)
+        event("info", f"not running ({instance.state}), nothing to stop")
+        return StopOutcome(exit_code=instance.exit_code, seconds=0.0, killed=False)
 
-    event("info", f"{name}: sent {signal_name}; waiting up to {grace:g} s for in-flight work to finish")
     began = time.monotonic()
     runtime.signal(instance_id, signal_name)
+    event("info", f"sent {signal_name}; waiting up to {grace:g} s for in-flight work to finish")
     code = runtime.wait_exit(instance_id, grace)
     if code is None and ceiling > grace:
         event(
             "warning",
-            f"{name}: still running after grace ({grace:g} s); in-flight work continues until the ceiling ({ceiling:g} s)",
+            f"still running after grace ({grace:g} s); in-flight work continues until the ceiling ({ceiling:g} s)",
         )
         code = runtime.wait_exit(instance_id, max(0.0, began + ceiling - time.monotonic()))
     if code is not None:
         waited = time.monotonic() - began
-        event("info", f"{name}: exited with code {code} after {waited:.1f} s")
-        return StopOutcome(exit_code=code, waited=waited, killed=False)
+        event("info", f"exited with code {code} after {waited:.1f} s")
+        return StopOutcome(exit_code=code, seconds=waited, killed=False)
 
     event(
         "warning",
-        f"{name}: STILL RUNNING AT THE {ceiling:g} s CEILING: sending SIGKILL; its in-flight work is lost",
+        f"STILL RUNNING AT THE {ceiling:g} s CEILING: sending SIGKILL; its in-flight work is lost",
     )
     runtime.signal(instance_id, "SIGKILL")
     code = runtime.wait_exit(instance_id, KILL_WAIT)
     waited = time.monotonic() - began
     if code is None:
         raise OperationFailed(f"{name}: still running {KILL_WAIT:g} s after SIGKILL")
-    event("warning", f"{name}: killed (exit code {code}) after {waited:.1f} s")
-    return StopOutcome(exit_code=code, waited=waited, killed=True)
+    event("warning", f"killed (exit code {code}) after {waited:.1f} s")
+    return StopOutcome(exit_code=code, seconds=waited, killed=True)
