@@ -89,6 +89,9 @@ class LaunchSpec:
     stop_signal: str  # e.g. "SIGTERM"
     options: ContainerOptions
     labels: Labels
+    # A job that runs to completion (bootstrap, migration): the engine must not restart it.
+    # Services (False) get a restart policy that brings them back after a crash or a reboot.
+    one_shot: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
