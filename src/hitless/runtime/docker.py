@@ -28,6 +28,8 @@ from hitless.runtime.base import LABEL_PREFIX, ExecResult, Instance, Labels, Lau
 # signal (and SIGKILL) cancels the restart ("exit on next") and marks the container manually
 # stopped, so the containers hitless stops are not restarted, while a crash still is.
 RESTART_POLICY = {"Name": "unless-stopped"}
+# unless-stopped restarts any exit not caused by a kill, even a clean one: jobs get "no".
+ONE_SHOT_RESTART_POLICY = {"Name": "no"}
 
 EXEC_TIMEOUT_EXIT = 124  # the exit status of timeout(1), for a command that ran out of time
 _NEVER = "0001-01-01T00:00:00Z"  # the engine's StartedAt for a container that never started
@@ -213,7 +215,7 @@ class DockerRuntime:
             ipc_mode=opts.ipc_mode,
             user=opts.user,
             working_dir=opts.workdir,
-            restart_policy=dict(RESTART_POLICY),
+            restart_policy=dict(ONE_SHOT_RESTART_POLICY if launch.one_shot else RESTART_POLICY),
         )
         # create + start rather than containers.run: run() pulls a missing image, and no
         # registry can be reached here.
