@@ -1,0 +1,14 @@
+"""netapi: a small Neutron-like network API, the demo service hitless upgrades.
+
+Standard library only: images carry nothing but a python3 interpreter.
+Run it as `python3 -m netapi` from the directory that holds this package.
+"""
+
+__all__ = ["main"]
+
+
+def main() -> int:
+    """Run the service until SIGTERM or SIGINT; returns the process exit status."""
+    from netapi.server import main as server_main
+
+    return server_main()
