@@ -41,8 +41,9 @@ def graceful_stop(
 ) -> StopOutcome:
     """Send `signal_name`, wait up to `grace` s, warn, wait up to `ceiling` s, then SIGKILL.
 
-    `signal_name` should be the instance's configured stop signal: Docker only cancels the
-    restart policy for a kill with the container's stop signal (or SIGKILL).
+    `signal_name` should be the instance's configured stop signal. (dockerd 20.10 cancels the
+    pending restart only for a kill with the container's stop signal or SIGKILL; it marks the
+    container manually stopped on any kill, which is what keeps unless-stopped from restarting.)
     """
     if grace < 0:
         raise BadInput(f"grace must be 0 seconds or more, not {grace:g}")
