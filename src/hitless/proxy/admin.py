@@ -1,0 +1,299 @@
+"""The admin API: JSON over HTTP/1.1, on a Unix socket (mode 0600) and optionally loopback TCP.
+
+Operations (all answers are JSON objects; errors are ``{"error": "..."}``)::
+
+    GET    /v1/status                                   pid, version, frontends
+    GET    /v1/frontends                                frontends with backends and counts
+    POST   /v1/frontends                    {config}    add a frontend (FrontendConfig shape)
+    GET    /v1/frontends/NAME
+    DELETE /v1/frontends/NAME?timeout=S                 stop listening, drain, forget
+    POST   /v1/frontends/NAME/pause                     hold every new request
+    POST   /v1/frontends/NAME/resume                    release held requests in order
+    GET    /v1/frontends/NAME/backends
+    POST   /v1/frontends/NAME/backends      {"id", "address", "ready": false}
+    GET    /v1/frontends/NAME/backends/ID
+    DELETE /v1/frontends/NAME/backends/ID               forget now (in-flight requests finish)
+    POST   /v1/frontends/NAME/backends/ID/drain  {"timeout": null}
+    GET    /v1/frontends/NAME/backends/ID/wait?until=ready|drained&timeout=S
+                                                        long-poll; 504 when the timeout passes
+    GET    /v1/stats                                    counters by frontend
+    GET    /metrics                                     Prometheus text format
+    POST   /v1/takeover                                 hand the listeners to a new process
+
+Over TCP every request needs ``Authorization: Bearer TOKEN``; without it: 401.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from hitless.errors import BadInput
+from hitless.proxy.config import FrontendConfig
+from hitless.proxy.metrics import CONTENT_TYPE, render, stats
+from hitless.proxy.pool import State
+
+if TYPE_CHECKING:
+    from hitless.proxy.server import ProxyServer
+
+log = logging.getLogger("hitless.proxy")
+
+MAX_BODY = 1024 * 1024
+MAX_WAIT = 3600.0
+
+Handler = Callable[..., Awaitable[tuple[int, Any]]]
+
+
+class ApiError(Exception):
+    """An error answered to the admin client with a status and a message."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class AdminApi:
+    """Routes admin requests to the proxy server."""
+
+    def __init__(self, proxy: ProxyServer, token: str | None = None) -> None:
+        self.proxy = proxy
+        self.token = token
+        self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
+        r = self._routes
+        fe, be = r"/v1/frontends/(?P<fe>[^/]+)", r"/backends/(?P<be>[^/]+)"
+        for method, pattern, handler in (
+            ("GET", r"/v1/status", self.status),
+            ("GET", r"/v1/stats", self.stats),
+            ("GET", r"/v1/frontends", self.list_frontends),
+            ("POST", r"/v1/frontends", self.add_frontend),
+            ("GET", fe, self.get_frontend),
+            ("DELETE", fe, self.remove_frontend),
+            ("POST", fe + r"/pause", self.pause),
+            ("POST", fe + r"/resume", self.resume),
+            ("GET", fe + r"/backends", self.list_backends),
+            ("POST", fe + r"/backends", self.add_backend),
+            ("GET", fe + be, self.get_backend),
+            ("DELETE", fe + be, self.remove_backend),
+            ("POST", fe + be + r"/drain", self.drain_backend),
+            ("GET", fe + be + r"/wait", self.wait_backend),
+        ):
+            r.append((method, re.compile(pattern + "$"), handler))
+
+    async def serve_unix(self, reader: asyncio.StreamReader,
+                         writer: asyncio.StreamWriter) -> None:
+        await self._serve(reader, writer, need_token=False)
+
+    async def serve_tcp(self, reader: asyncio.StreamReader,
+                        writer: asyncio.StreamWriter) -> None:
+        await self._serve(reader, writer, need_token=True)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                     need_token: bool) -> None:
+        try:
+            while True:
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                except (asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+                    return
+                method, target, headers = _parse_head(head)
+                length = int(headers.get("content-length", "0") or 0)
+                if not 0 <= length <= MAX_BODY:
+                    await _reply(writer, 413, {"error": "body too large"}, close=True)
+                    return
+                body = await reader.readexactly(length) if length else b""
+                if need_token and not self._authorized(headers):
+                    await _reply(writer, 401, {"error": "a bearer token is required"})
+                    continue
+                path = urlsplit(target).path
+                if method == "POST" and path == "/v1/takeover":
+                    if not need_token:
+                        await self.proxy.hand_over(reader, writer)
+                        return
+                    await _reply(writer, 403, {"error": "takeover only over the Unix socket"})
+                    continue
+                if method == "GET" and path == "/metrics":
+                    data = render(self.proxy.registry)
+                    await _reply_raw(writer, 200, data, CONTENT_TYPE)
+                    continue
+                status, payload = await self.handle(method, target, body)
+                await _reply(writer, status, payload)
+                if headers.get("connection", "").lower() == "close":
+                    return
+        except (ConnectionError, ValueError, UnicodeDecodeError) as exc:
+            log.debug("admin connection: %s", exc)
+        finally:
+            writer.close()
+
+    def _authorized(self, headers: dict[str, str]) -> bool:
+        given = headers.get("authorization", "")
+        expected = f"Bearer {self.token}" if self.token else None
+        return expected is not None and hmac.compare_digest(given.encode(), expected.encode())
+
+    async def handle(self, method: str, target: str, body: bytes) -> tuple[int, Any]:
+        """Answer one admin request: (status, JSON-ready payload)."""
+        split = urlsplit(target)
+        query = {k: v[-1] for k, v in parse_qs(split.query).items()}
+        allowed = False
+        for m, pattern, handler in self._routes:
+            match = pattern.match(split.path)
+            if match is None:
+                continue
+            allowed = True
+            if m != method:
+                continue
+            try:
+                data = json.loads(body) if body else {}
+                if not isinstance(data, dict):
+                    raise ApiError(400, "the body must be a JSON object")
+                args = {k: unquote(v) for k, v in match.groupdict().items()}
+                return await handler(data=data, query=query, **args)
+            except ApiError as exc:
+                return exc.status, {"error": str(exc)}
+            except BadInput as exc:
+                return 400, {"error": str(exc)}
+            except (ValueError, TypeError) as exc:
+                return 400, {"error": f"bad request: {exc}"}
+        if allowed:
+            return 405, {"error": f"{method} not allowed on {split.path}"}
+        return 404, {"error": f"no such operation: {method} {split.path}"}
+
+    # -- operations ---------------------------------------------------------------------
+
+    def _frontend(self, name: str) -> Any:
+        try:
+            return self.proxy.frontends[name]
+        except KeyError:
+            raise ApiError(404, f"no frontend {name!r}") from None
+
+    def _backend(self, fe: str, be: str) -> Any:
+        try:
+            return self._frontend(fe).pool.backends[be]
+        except KeyError:
+            raise ApiError(404, f"no backend {be!r} in frontend {fe!r}") from None
+
+    async def status(self, **_: Any) -> tuple[int, Any]:
+        return 200, self.proxy.status()
+
+    async def stats(self, **_: Any) -> tuple[int, Any]:
+        return 200, {"frontends": stats(self.proxy.frontends.values())}
+
+    async def list_frontends(self, **_: Any) -> tuple[int, Any]:
+        return 200, {"frontends": [f.to_dict() for f in self.proxy.frontends.values()]}
+
+    async def add_frontend(self, data: dict[str, Any], **_: Any) -> tuple[int, Any]:
+        config = FrontendConfig.from_dict(data)
+        if config.name in self.proxy.frontends:
+            raise ApiError(409, f"frontend {config.name!r} exists")
+        try:
+            fe = await self.proxy.add_frontend(config)
+        except OSError as exc:
+            raise ApiError(409, f"cannot listen on {config.listen}: {exc.strerror}") from None
+        return 201, fe.to_dict()
+
+    async def get_frontend(self, fe: str, **_: Any) -> tuple[int, Any]:
+        return 200, self._frontend(fe).to_dict()
+
+    async def remove_frontend(self, fe: str, query: dict[str, str], **_: Any) -> tuple[int, Any]:
+        self._frontend(fe)
+        timeout = float(query["timeout"]) if "timeout" in query else None
+        await self.proxy.remove_frontend(fe, timeout)
+        return 200, {"removed": fe}
+
+    async def pause(self, fe: str, **_: Any) -> tuple[int, Any]:
+        frontend = self._frontend(fe)
+        frontend.hold.paused = True
+        log.info("frontend %s paused", fe)
+        return 200, frontend.to_dict()
+
+    async def resume(self, fe: str, **_: Any) -> tuple[int, Any]:
+        frontend = self._frontend(fe)
+        frontend.hold.paused = False
+        frontend.hold.pump()
+        log.info("frontend %s resumed (%d held)", fe, frontend.hold.count)
+        return 200, frontend.to_dict()
+
+    async def list_backends(self, fe: str, **_: Any) -> tuple[int, Any]:
+        pool = self._frontend(fe).pool
+        return 200, {"backends": [b.to_dict() for b in pool.backends.values()]}
+
+    async def add_backend(self, fe: str, data: dict[str, Any], **_: Any) -> tuple[int, Any]:
+        pool = self._frontend(fe).pool
+        backend_id, address = data.get("id"), data.get("address")
+        if not isinstance(backend_id, str) or not backend_id or "/" in backend_id:
+            raise ApiError(400, "a backend needs an 'id' (a string without '/')")
+        if not isinstance(address, str):
+            raise ApiError(400, "a backend needs an 'address' (host:port)")
+        state = State.READY if data.get("ready") else State.WARMING
+        backend = pool.add(backend_id, address, state)
+        return 201, backend.to_dict()
+
+    async def get_backend(self, fe: str, be: str, **_: Any) -> tuple[int, Any]:
+        return 200, self._backend(fe, be).to_dict()
+
+    async def remove_backend(self, fe: str, be: str, **_: Any) -> tuple[int, Any]:
+        self._backend(fe, be)
+        return 200, self._frontend(fe).pool.remove(be).to_dict()
+
+    async def drain_backend(self, fe: str, be: str, data: dict[str, Any],
+                            **_: Any) -> tuple[int, Any]:
+        self._backend(fe, be)
+        timeout = data.get("timeout")
+        if timeout is not None and (not isinstance(timeout, (int, float)) or timeout < 0):
+            raise ApiError(400, "timeout must be a number of seconds or null")
+        return 200, self._frontend(fe).pool.drain(be, timeout).to_dict()
+
+    async def wait_backend(self, fe: str, be: str, query: dict[str, str],
+                           **_: Any) -> tuple[int, Any]:
+        until = query.get("until", "ready")
+        if until not in ("ready", "drained"):
+            raise ApiError(400, "until must be 'ready' or 'drained'")
+        timeout = min(float(query.get("timeout", "30")), MAX_WAIT)
+        pool = self._frontend(fe).pool
+        try:
+            backend = await pool.wait(be, until, timeout)
+        except KeyError:
+            raise ApiError(404, f"no backend {be!r} in frontend {fe!r}") from None
+        if backend is not None:
+            return 200, backend.to_dict()
+        if until == "drained" and be not in pool.backends:
+            return 200, {"id": be, "state": State.GONE.value}
+        current = pool.backends.get(be)
+        return 504, {"error": f"backend {be!r} not {until} after {timeout:g}s",
+                     "backend": current.to_dict() if current else None}
+
+
+def _parse_head(head: bytes) -> tuple[str, str, dict[str, str]]:
+    lines = head.decode("latin-1").split("\r\n")
+    method, target, _version = lines[0].split(" ", 2)
+    headers = {}
+    for line in lines[1:]:
+        if line:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+    return method, target, headers
+
+
+async def _reply(writer: asyncio.StreamWriter, status: int, payload: Any,
+                 close: bool = False) -> None:
+    await _reply_raw(writer, status, json.dumps(payload).encode() + b"\n",
+                     "application/json", close)
+
+
+async def _reply_raw(writer: asyncio.StreamWriter, status: int, body: bytes,
+                     content_type: str, close: bool = False) -> None:
+    head = (f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}\r\n"
+            f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
+            f"{'Connection: close' + chr(13) + chr(10) if close else ''}\r\n")
+    writer.write(head.encode() + body)
+    await writer.drain()
+
+
+_REASONS = {200: "OK", 201: "Created", 400: "Bad Request", 401: "Unauthorized",
+            403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 409: "Conflict",
+            413: "Payload Too Large", 504: "Gateway Timeout"}

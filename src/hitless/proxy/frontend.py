@@ -1,0 +1,240 @@
+"""A frontend: one listener, its pool of backends, its hold queue, and request dispatch."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from typing import Any
+
+from hitless.proxy.config import FrontendConfig
+from hitless.proxy.hold import Hold
+from hitless.proxy.http import ClientConnection, Request, _canned
+from hitless.proxy.pool import Backend, Pool, State
+from hitless.proxy.upstream import UpstreamConnection
+
+log = logging.getLogger("hitless.proxy")
+
+MAX_ATTEMPTS = 5  # backends tried for one request before 502
+CONNECT_TIMEOUT = 5.0
+KEEPALIVE_TIMEOUT = 75.0  # an idle client connection is closed after this
+HEAD_TIMEOUT = 30.0  # a request head must arrive within this (slow-loris guard)
+DRAIN_IDLE_GRACE = 1.0  # when draining, an idle client connection gets this long to ask again
+UPSTREAM_IDLE = 3.0  # shorter than common backend keep-alive timeouts, to dodge their close race
+SWEEP_INTERVAL = 0.5
+BACKLOG = 4096
+
+
+class FrontendStats:
+    """Counters of one frontend (exported as metrics)."""
+
+    __slots__ = ("status", "retries", "failed", "bad_requests", "connections_total")
+
+    def __init__(self) -> None:
+        self.status: dict[int, int] = {}  # responses sent, by status code
+        self.retries = 0  # requests sent again to another backend
+        self.failed = 0  # requests the backends failed (502 or a cut response)
+        self.bad_requests = 0  # malformed requests (400)
+        self.connections_total = 0
+
+
+def bind_listener(address: tuple[str, int]) -> socket.socket:
+    """A listening TCP socket; SO_REUSEADDR so a restart does not wait for TIME_WAIT."""
+    host, port = address
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(BACKLOG)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+class Frontend:
+    """A public listen address routed to the ready backends of one service."""
+
+    def __init__(self, config: FrontendConfig) -> None:
+        self.config = config
+        self.name = config.name
+        self.proto = config.proto.encode()
+        self.loop = asyncio.get_running_loop()
+        self.pool = Pool(config.name, config.health, on_ready=self._on_ready)
+        self.hold = Hold(config.hold, can_release=self._can_release, forward=self.forward)
+        self.stats = FrontendStats()
+        self.clients: set[ClientConnection] = set()
+        self.overflow_response = _canned(503, "Service Unavailable",
+                                         f"Retry-After: {config.hold.retry_after}\r\n")
+        self.sock: socket.socket | None = None
+        self.address: tuple[str, int] = (config.host, config.port)
+        self.draining = False
+        self._server: asyncio.AbstractServer | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+        self._drain_started = 0.0
+
+    # -- life cycle ---------------------------------------------------------------------
+
+    async def start(self, sock: socket.socket | None = None, with_backends: bool = True) -> None:
+        """Listen (on `sock` when one is handed over) and start serving."""
+        if sock is None:
+            sock = bind_listener((self.config.host, self.config.port))
+        self.sock = sock
+        self.address = sock.getsockname()[:2]
+        self._server = await self.loop.create_server(
+            lambda: ClientConnection(self), sock=sock, backlog=BACKLOG)
+        self._sweeper = self.loop.create_task(self._sweep())
+        for i, address in enumerate(self.config.backends if with_backends else ()):
+            self.pool.add(f"{self.name}-{i}", address)
+        log.info("frontend %s listening on %s:%d", self.name, *self.address)
+
+    def stop_accepting(self) -> None:
+        """Stop accepting; the listening socket lives on in whoever else holds it."""
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+
+    def begin_drain(self) -> None:
+        """Close every client connection once its current response is out."""
+        self.draining = True
+        self._drain_started = self.loop.time()
+        for client in self.clients:
+            client.closing = True
+
+    async def close(self, timeout: float | None = None) -> None:
+        """Stop accepting, let in-flight requests finish (up to `timeout`), then stop."""
+        self.stop_accepting()
+        self.begin_drain()
+        try:
+            async with asyncio.timeout(timeout):
+                while self.clients:
+                    await asyncio.sleep(0.05)
+        except TimeoutError:
+            for client in list(self.clients):
+                if client.transport is not None:
+                    client.transport.abort()
+        self.hold.expire_all()
+        self.pool.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+
+    # -- dispatch (hot path) ------------------------------------------------------------
+
+    def dispatch(self, req: Request) -> None:
+        """A new request, its head complete: forward it, or hold it."""
+        if self.hold.active or not self.pool.ready:
+            self.hold.admit(req)
+        else:
+            self.forward(req)
+
+    def forward(self, req: Request) -> bool:
+        """Send `req` to the best ready backend; False while a new connection is opening."""
+        backend = self.pool.pick()
+        if backend is None:
+            self.hold.admit(req, front=True)
+            return True
+        backend.inflight += 1
+        req.attempts += 1
+        req.backend = backend
+        conn = backend.take_idle()
+        if conn is not None:
+            conn.bind(req)
+            return True
+        self.loop.create_task(self._connect(req, backend))
+        return False
+
+    def retry(self, req: Request) -> bool:
+        """Send again a request that no backend processed; True while it waits to connect."""
+        self.stats.retries += 1
+        req.backend = None
+        if req.attempts >= MAX_ATTEMPTS:
+            req.client.upstream_failed(req, False)
+            return False
+        if self.pool.ready and not self.hold.paused:
+            return not self.forward(req)
+        self.hold.admit(req, front=True)
+        return False
+
+    def count_status(self, status: int) -> None:
+        counts = self.stats.status
+        counts[status] = counts.get(status, 0) + 1
+
+    def connection_opened(self, client: ClientConnection) -> None:
+        self.clients.add(client)
+        self.stats.connections_total += 1
+        if self.draining:
+            client.closing = True
+
+    def connection_closed(self, client: ClientConnection) -> None:
+        self.clients.discard(client)
+
+    async def _connect(self, req: Request, backend: Backend) -> None:
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT):
+                _, conn = await self.loop.create_connection(
+                    lambda: UpstreamConnection(backend, self.pool), backend.host, backend.port)
+        except (OSError, TimeoutError):
+            backend.release()
+            self.pool.connect_failed(backend)
+            if req.finished or not self.retry(req):
+                self.hold.connected(req)
+            return
+        if req.finished:  # the client went away meanwhile
+            backend.release()
+            if backend.state is State.READY:
+                conn.idle_since = self.loop.time()
+                backend.idle.append(conn)
+            else:
+                conn.close()
+        else:
+            conn.bind(req)
+        self.hold.connected(req)
+
+    def _can_release(self) -> bool:
+        return bool(self.pool.ready)
+
+    def _on_ready(self) -> None:
+        if self.hold.count:
+            self.hold.pump()
+
+    # -- housekeeping -------------------------------------------------------------------
+
+    async def _sweep(self) -> None:
+        """Close idle and stuck connections; one timer for all, not one per request."""
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL)
+            now = self.loop.time()
+            for client in list(self.clients):
+                if client.idle():
+                    limit = DRAIN_IDLE_GRACE if client.closing else KEEPALIVE_TIMEOUT
+                    since = max(client.last_active, self._drain_started)
+                    if now - since > limit and client.transport is not None:
+                        client.transport.close()
+                elif (client.in_head and client.current is None and not client.lingering
+                      and now - client.head_started > HEAD_TIMEOUT):
+                    client.timeout_head()
+            for backend in self.pool.backends.values():
+                if backend.idle and now - backend.idle[0].idle_since > UPSTREAM_IDLE:
+                    keep = []
+                    for conn in backend.idle:
+                        if now - conn.idle_since > UPSTREAM_IDLE:
+                            conn.close()
+                        else:
+                            keep.append(conn)
+                    backend.idle[:] = keep
+
+    def to_dict(self) -> dict[str, Any]:
+        hold = self.hold
+        return {
+            "name": self.name,
+            "listen": f"{self.address[0]}:{self.address[1]}",
+            "paused": hold.paused,
+            "held": hold.count,
+            "held_bytes": hold.bytes,
+            "releasing": hold.releasing,
+            "connections": len(self.clients),
+            "config": self.config.to_dict(),
+            "backends": [b.to_dict() for b in self.pool.backends.values()],
+        }
