@@ -29,3 +29,11 @@ def docker_client():
         _skip_or_fail(f"no Docker engine answers: {exc}")
     yield client
     client.close()
+
+
+@pytest.fixture(scope="session")
+def netapi_images(docker_client):
+    """netapi:1.0 and netapi:2.0 built locally (cached: fast after the first build)."""
+    from hitless.imagebuild import build_netapi_images
+
+    return build_netapi_images(docker_client)

@@ -68,7 +68,8 @@ def open_context(args: argparse.Namespace) -> Iterator[Context]:
     """Load the spec (failing before anything else on a bad one), then open runtime and journal."""
     tree = load_spec(args.spec_file)
     kind = getattr(args, "runtime", None) or tree.spec.runtime
-    runtime = open_runtime(kind, state_dir(tree) / "process", process_images(tree))
+    runtime = open_runtime(kind, state_dir(tree) / "process", process_images(tree),
+                           on_note=lambda note: reporter("info", note))
     journal = Journal(state_dir(tree) / "state.db")
     try:
         yield Context(tree, runtime, journal)
@@ -86,4 +87,4 @@ def reporter(level: str, message: str) -> None:
     """Progress lines for a person: warnings loud, the rest plain."""
     style = {"warning": "bold yellow", "error": "bold red"}.get(level, "")
     prefix = {"warning": "WARNING ", "error": "ERROR "}.get(level, "")
-    err_console.print(f"{prefix}{message}", style=style, markup=False)
+    err_console.print(f"{prefix}{message}", style=style, markup=False, soft_wrap=True)

@@ -41,12 +41,10 @@ def _quiet(level: str, message: str) -> None:
 def stop_and_remove(runtime: Runtime, instance: Instance, stop: Stop, report: Report) -> None:
     """Gracefully stop an instance (its stop signal, then as long as its grace allows) and remove it."""
     if instance.running:
-        report("info", f"stopping {instance.name} with {stop.signal} (SIGKILL after {stop.kill_after:.0f}s)")
-        outcome = graceful_stop(
+        graceful_stop(
             runtime, instance.id, signal_name=stop.signal, grace=stop.grace, ceiling=stop.kill_after,
             on_event=lambda level, msg: report(level, f"{instance.name}: {msg}"),
         )
-        report("info", f"{instance.name} exited with code {outcome.exit_code} after {outcome.seconds:.1f}s")
     runtime.remove(instance.id)
 
 
