@@ -340,22 +340,41 @@ class DockerRuntime:
                 output = b"".join(chunks).decode(errors="replace")
                 return ExecResult(exit_code=int(info.get("ExitCode") or 0), output=output)
             if time.monotonic() >= deadline:
-                self._kill_exec(info.get("Pid"))
-                reader.join(2.0)
+                killed = self._kill_exec(str(info.get("ContainerID") or instance_id), info.get("Pid"))
+                reader.join(2.0 if killed else 0.1)
                 output = b"".join(chunks).decode(errors="replace")
+                fate = "killed" if killed else "left running (its process is not reachable from this host)"
                 return ExecResult(
                     exit_code=EXEC_TIMEOUT_EXIT,
-                    output=output + f"\n[hitless: {argv[0]!r} killed after the {timeout:g} s timeout]\n",
+                    output=output + f"\n[hitless: {argv[0]!r} {fate} after the {timeout:g} s timeout]\n",
                 )
             # The reader stopped early (e.g. the client's read timeout on a silent command):
             # poll the exec until it ends or the deadline passes.
             time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
 
     @staticmethod
-    def _kill_exec(pid: object) -> None:
-        if isinstance(pid, int) and pid > 0:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
+    def _kill_exec(container_id: str, pid: object) -> bool:
+        """SIGKILL an exec'd process by its host PID, only when it is in this container's cgroup.
+
+        The check keeps a remote engine's PID (or a PID reused meanwhile) from ever hitting an
+        unrelated local process. False when it could not be killed from here.
+        """
+        if not isinstance(pid, int) or pid <= 0:
+            return False
+        try:
+            pidfd = os.pidfd_open(pid)  # pin the process before checking who it is
+        except OSError:
+            return False
+        try:
+            with open(f"/proc/{pid}/cgroup") as handle:
+                if container_id not in handle.read():
+                    return False
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            return True
+        except OSError:
+            return False
+        finally:
+            os.close(pidfd)
 
     def logs(self, instance_id: str, tail: int = 50) -> str:
         """The last `tail` lines of the container's stdout and stderr."""
