@@ -1,0 +1,279 @@
+"""Proxy benchmark: the same load directly against a fast backend, through hitless, through HAProxy.
+
+    python benchmarks/proxy.py [--duration 10] [--connections 50] [--rate 1000] [--json]
+
+1. Throughput: `wrk` (keep-alive, small responses) against each target in turn; prints
+   requests/s, p50/p99 latency and the ratios (hitless / HAProxy, each / direct).
+2. Added latency: one keep-alive connection paced at a fixed --rate (default 1,000 req/s),
+   timed per request; added latency = percentile through a proxy minus the same direct.
+
+Targets (DESIGN.md): hitless >= 0.5 x HAProxy's requests/s; added p50 <= 0.3 ms at 1,000 req/s.
+HAProxy and wrk come from Debian's packages and are installed with apt-get when missing.
+Every process started here is stopped by its PID at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+RESPONSE = (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n"
+            b"\r\nHello, world!")
+
+
+# -- the fast backend (run in its own process) ---------------------------------------------
+
+class FastBackend(asyncio.Protocol):
+    """Answers every request head with a fixed small response; no parsing beyond counting."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        self.tail = b""
+
+    def data_received(self, data: bytes) -> None:
+        data = self.tail + data
+        n = data.count(b"\r\n\r\n")
+        self.tail = data[data.rfind(b"\r\n\r\n") + 4:] if n else data
+        if n:
+            self.transport.write(RESPONSE * n)
+
+
+def serve_backend(port: int) -> None:
+    import uvloop
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(FastBackend, "127.0.0.1", port, backlog=4096)
+        print("ready", flush=True)
+        await server.serve_forever()
+
+    uvloop.run(main())
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ensure_tool(binary: str, package: str) -> str:
+    path = shutil.which(binary)
+    if path:
+        return path
+    if os.geteuid() != 0:
+        sys.exit(f"{binary} is missing: apt-get install {package}")
+    print(f"installing {package} with apt-get ...", file=sys.stderr)
+    subprocess.run(["apt-get", "update", "-qq"], check=False)
+    subprocess.run(["apt-get", "install", "-y", "-qq", package], check=True,
+                   env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    path = shutil.which(binary)
+    if not path:
+        sys.exit(f"{binary} still missing after installing {package}")
+    return path
+
+
+def wait_port(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def wait_http(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+                s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                if s.recv(100).startswith(b"HTTP/1.1 200"):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"no 200 from port {port}")
+
+
+def haproxy_config(listen: int, backend: int) -> str:
+    return f"""global
+    nbthread 1
+    maxconn 4096
+defaults
+    mode http
+    option http-keep-alive
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    timeout http-keep-alive 60s
+frontend bench
+    bind 127.0.0.1:{listen}
+    default_backend app
+backend app
+    option forwardfor
+    http-reuse always
+    server s1 127.0.0.1:{backend}
+"""
+
+
+def run_wrk(wrk: str, port: int, duration: int, connections: int) -> dict[str, float]:
+    out = subprocess.run(
+        [wrk, "-t1", f"-c{connections}", f"-d{duration}s", "--latency",
+         f"http://127.0.0.1:{port}/"], capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)", out)
+
+    def pct(label: str) -> float:
+        m = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        value, unit = float(m.group(1)), m.group(2)
+        return value * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    return {"rps": rps, "p50_ms": pct("50"), "p99_ms": pct("99"),
+            "errors": 0 if errors is None else 1}
+
+
+def paced_latency(port: int, rate: float, count: int) -> list[float]:
+    """Milliseconds per request on one keep-alive connection, sent at a fixed rate."""
+    request = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    interval = 1.0 / rate
+    samples = []
+    try:
+        start = time.perf_counter()
+        for i in range(count):
+            due = start + i * interval
+            now = time.perf_counter()
+            if due > now:
+                time.sleep(due - now) if due - now > 0.0005 else None
+                while time.perf_counter() < due:
+                    pass
+            t0 = time.perf_counter_ns()
+            sock.sendall(request)
+            data = b""
+            while not data.endswith(b"Hello, world!"):
+                chunk = sock.recv(4096)
+                if not chunk:
+                    raise RuntimeError("connection closed")
+                data += chunk
+            samples.append((time.perf_counter_ns() - t0) / 1e6)
+    finally:
+        sock.close()
+    return samples
+
+
+def pctl(samples: list[float], p: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+
+# -- the run ---------------------------------------------------------------------------------
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=int, default=10, help="seconds of wrk per target")
+    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--rate", type=float, default=1000.0, help="req/s of the latency run")
+    parser.add_argument("--latency-requests", type=int, default=5000)
+    parser.add_argument("--no-haproxy", action="store_true")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON too")
+    parser.add_argument("--serve-backend", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_backend:
+        serve_backend(args.serve_backend)
+        return 0
+
+    wrk = ensure_tool("wrk", "wrk")
+    haproxy = None if args.no_haproxy else ensure_tool("haproxy", "haproxy")
+    procs: list[subprocess.Popen[bytes]] = []
+    tmp = Path(tempfile.mkdtemp(prefix="hitless-bench-"))
+    try:
+        backend_port, hitless_port, haproxy_port = free_port(), free_port(), free_port()
+        procs.append(subprocess.Popen([sys.executable, __file__, "--serve-backend",
+                                       str(backend_port)], stdout=subprocess.DEVNULL))
+        wait_port(backend_port)
+        config = tmp / "frontends.json"
+        config.write_text(json.dumps({"frontends": [{
+            "name": "bench", "listen": f"127.0.0.1:{hitless_port}",
+            "health": {"path": None, "interval": 1.0, "rise": 1},
+            "backends": [f"127.0.0.1:{backend_port}"]}]}))
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "hitless.proxy", "--admin-socket", str(tmp / "admin.sock"),
+             "--config", str(config), "--log-level", "warning"]))
+        wait_http(hitless_port)
+        targets = {"direct": backend_port, "hitless": hitless_port}
+        if haproxy:
+            cfg = tmp / "haproxy.cfg"
+            cfg.write_text(haproxy_config(haproxy_port, backend_port))
+            procs.append(subprocess.Popen([haproxy, "-f", str(cfg), "-db"],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            wait_http(haproxy_port)
+            targets["haproxy"] = haproxy_port
+
+        results: dict[str, dict[str, float]] = {}
+        for name, port in targets.items():
+            run_wrk(wrk, port, 1, args.connections)  # warm-up
+            results[name] = run_wrk(wrk, port, args.duration, args.connections)
+        latency: dict[str, dict[str, float]] = {}
+        for name, port in targets.items():
+            paced_latency(port, args.rate, 500)  # warm-up
+            samples = paced_latency(port, args.rate, args.latency_requests)
+            latency[name] = {"p50_ms": pctl(samples, 50), "p99_ms": pctl(samples, 99),
+                             "mean_ms": statistics.fmean(samples)}
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.kill(proc.pid, signal.SIGKILL)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    print(f"throughput: wrk -t1 -c{args.connections} -d{args.duration}s, keep-alive, "
+          f"13-byte responses ({os.cpu_count()} CPUs)")
+    print(f"  {'target':<8} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'vs direct':>10}")
+    for name, r in results.items():
+        print(f"  {name:<8} {r['rps']:>10.0f} {r['p50_ms']:>8.3f} {r['p99_ms']:>8.3f} "
+              f"{r['rps'] / results['direct']['rps']:>10.2f}")
+    summary: dict[str, float] = {}
+    if "haproxy" in results:
+        ratio = results["hitless"]["rps"] / results["haproxy"]["rps"]
+        summary["hitless_vs_haproxy"] = ratio
+        print(f"  hitless / haproxy = {ratio:.2f}  (target >= 0.50: "
+              f"{'met' if ratio >= 0.5 else 'MISSED'})")
+    print(f"added latency at {args.rate:.0f} req/s, one keep-alive connection, "
+          f"{args.latency_requests} requests")
+    print(f"  {'target':<8} {'p50 ms':>8} {'p99 ms':>8} {'added p50':>10} {'added p99':>10}")
+    direct = latency["direct"]
+    for name, r in latency.items():
+        print(f"  {name:<8} {r['p50_ms']:>8.3f} {r['p99_ms']:>8.3f} "
+              f"{r['p50_ms'] - direct['p50_ms']:>10.3f} {r['p99_ms'] - direct['p99_ms']:>10.3f}")
+    added = latency["hitless"]["p50_ms"] - direct["p50_ms"]
+    summary["hitless_added_p50_ms"] = added
+    print(f"  hitless added p50 = {added:.3f} ms  (target <= 0.300: "
+          f"{'met' if added <= 0.3 else 'MISSED'})")
+    if args.json:
+        print(json.dumps({"throughput": results, "latency": latency, "summary": summary}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
