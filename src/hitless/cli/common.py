@@ -17,6 +17,7 @@ from hitless.runtime.process import ProcessImage
 from hitless.runtime.select import open_runtime
 from hitless.spec import DesiredTree, load_spec
 from hitless.state.journal import Journal
+from hitless.state.lock import ProjectLock
 
 STATE_DIR = ".hitless"
 
@@ -64,10 +65,18 @@ class Context:
 
 
 @contextlib.contextmanager
-def open_context(args: argparse.Namespace) -> Iterator[Context]:
-    """Load the spec (failing before anything else on a bad one), then open runtime and journal."""
+def open_context(args: argparse.Namespace, lock: str | None = None) -> Iterator[Context]:
+    """Load the spec (failing before anything else on a bad one), take the project lock when
+    the command changes anything (`lock` names the command), then open runtime and journal."""
     tree = load_spec(args.spec_file)
-    kind = getattr(args, "runtime", None) or tree.spec.runtime
+    with contextlib.ExitStack() as stack:
+        if lock is not None:
+            stack.enter_context(ProjectLock(state_dir(tree), lock))
+        yield stack.enter_context(_opened(tree, getattr(args, "runtime", None) or tree.spec.runtime))
+
+
+@contextlib.contextmanager
+def _opened(tree: DesiredTree, kind: str) -> Iterator[Context]:
     runtime = open_runtime(kind, state_dir(tree) / "process", process_images(tree),
                            on_note=lambda note: reporter("info", note))
     journal = Journal(state_dir(tree) / "state.db")

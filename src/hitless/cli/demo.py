@@ -40,7 +40,7 @@ def _ask(address: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     began = time.monotonic()
-    with open_context(args) as ctx:
+    with open_context(args, lock="demo") as ctx:
         if ctx.runtime.kind == "docker":
             reporter("info", "building (or reusing) the netapi images; the first build makes a Debian base (~1 min)")
             build_netapi_images(ctx.runtime.client, progress=lambda line: reporter("info", line))

@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    with open_context(args) as ctx:
+    with open_context(args, lock="down") as ctx:
         removed = down(ctx.tree, ctx.runtime, tuple(args.sets), report=reporter)
     console.print(f"down: {len(removed)} instance(s) removed")
     return ExitStatus.OK

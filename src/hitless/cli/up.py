@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    with open_context(args) as ctx:
+    with open_context(args, lock="up") as ctx:
         reporter("info", f"runtime: {ctx.runtime.kind}")
         result = up(ctx.tree, ctx.runtime, ctx.journal, tuple(args.sets), report=reporter)
     if not result.plan.is_noop:
