@@ -32,7 +32,6 @@ RESTART_POLICY = {"Name": "unless-stopped"}
 ONE_SHOT_RESTART_POLICY = {"Name": "no"}
 
 EXEC_TIMEOUT_EXIT = 124  # the exit status of timeout(1), for a command that ran out of time
-_NEVER = "0001-01-01T00:00:00Z"  # the engine's StartedAt for a container that never started
 
 
 def _one_line(text: object) -> str:
