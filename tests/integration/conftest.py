@@ -180,11 +180,3 @@ def make_launch():
 
     make.project = project  # type: ignore[attr-defined]
     return make
-
-
-@pytest.fixture(scope="session")
-def netapi_images(docker_client) -> list[str]:
-    """netapi:1.0 and netapi:2.0 built locally (cached by the engine); their image ids."""
-    from hitless import imagebuild
-
-    return imagebuild.build_netapi_images(docker_client, ("1.0", "2.0"))
