@@ -137,3 +137,30 @@ def test_project_defaults_to_the_spec_directory(tmp_path: Path):
 def test_a_missing_spec_file_is_bad_input(tmp_path: Path):
     with pytest.raises(BadInput, match="no such spec file"):
         load_spec(tmp_path / "nope.yaml")
+
+
+def test_frontends_and_update_windows():
+    tree = parse_spec(
+        "project: p\nsets:\n"
+        "  a: {image: 'a:1', network: {port: 80}, frontend: {listen: '127.0.0.1:8080', hold: {max_bytes: 1MiB, max_wait: 5s}},"
+        " update: {watch: 10s, min_ready: 500ms}}\n")
+    svc = tree.services()[0].service
+    assert svc.frontend.listen == "127.0.0.1:8080" and svc.frontend.hold.max_bytes == 1024 * 1024
+    assert svc.frontend.hold.max_wait == 5 and svc.frontend.hold.max_requests == 10_000
+    assert svc.update.watch == 10 and svc.update.min_ready == 0.5
+    assert tree.spec.proxy.admin_socket == ".hitless/proxy.sock"
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("  a: {image: 'a:1', network: {port: 80}, frontend: {listen: 'nowhere'}}", "sets.a.frontend.listen: invalid listen address 'nowhere'"),
+    ("  a: {image: 'a:1', network: {port: 80}, frontend: {listen: ':80', hold: {max_bytes: lots}}}", "sets.a.frontend.listen: invalid listen"),
+    ("  a: {image: 'a:1', network: {port: 80}, frontend: {listen: 'h:80', hold: {max_bytes: lots}}}", "sets.a.frontend.hold.max_bytes: invalid size 'lots'"),
+    ("  a: {image: 'a:1', network: {port: 80}, frontend: {listen: 'h:80'}}\n  b: {image: 'b:1', network: {port: 80}, frontend: {listen: 'h:80'}}",
+     "sets.b.frontend.listen: port 80 is the frontend of a too"),
+    ("  a: {image: 'a:1', network: {port: 80}, frontend: {listen: 'h:9105'}}\n  b: {image: 'b:1', network: {mode: host, ports: 9100-9110}}",
+     "sets.b.network.ports: includes 9105, the frontend of a"),
+])
+def test_frontend_mistakes(text, problem):
+    with pytest.raises(SpecError) as caught:
+        parse_spec("project: p\nsets:\n" + text, source="s.yaml")
+    assert any(problem in line for line in caught.value.lines()), caught.value.lines()

@@ -8,7 +8,7 @@ import dataclasses
 from rich.tree import Tree
 
 from hitless.cli.common import add_json_option, add_spec_options, console, open_context, print_json
-from hitless.durations import format_duration
+from hitless.units import format_duration
 from hitless.engine.status import ServiceStatus, observe
 from hitless.errors import ExitStatus
 

@@ -99,13 +99,23 @@ def _build_set(raw: Any, path: str, yaml_path: str, problems: list[str]) -> SetN
 
 
 def _check_host_ports(root: SetNode, problems: list[str]) -> None:
-    """Host-network services share the host's ports: their ranges must not overlap."""
+    """Host-network services share the host's ports: their ranges must not overlap, nor a frontend's address."""
     claimed: list[tuple[str, range]] = []
+    listening: dict[int, str] = {}
+    for node in root.services():
+        if node.service.frontend is not None:
+            port = int(node.service.frontend.listen.rsplit(":", 1)[1])
+            if port in listening:
+                problems.append(f"sets.{node.path.replace('/', '.')}.frontend.listen: port {port} is the frontend of {listening[port]} too")
+            listening[port] = node.path
     for node in root.services():
         net = node.service.network
         if net.mode != "host" or net.ports is None:
             continue
         mine = range(net.ports.first, net.ports.last + 1)
+        for port, owner in listening.items():
+            if port in mine:
+                problems.append(f"sets.{node.path.replace('/', '.')}.network.ports: includes {port}, the frontend of {owner}")
         for other, theirs in claimed:
             if mine.start < theirs.stop and theirs.start < mine.stop:
                 problems.append(f"sets.{node.path.replace('/', '.')}.network.ports: overlaps the range of {other}")

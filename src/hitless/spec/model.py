@@ -10,11 +10,12 @@ import shlex
 import signal as _signal
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-from hitless.durations import parse_duration
+from hitless.units import parse_duration, parse_size
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+Size = Annotated[int, BeforeValidator(parse_size)]
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
 _IMAGE = re.compile(r"^[a-z0-9][a-z0-9._/-]*(:\d+)?(/[a-z0-9._-]+)*:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
@@ -164,6 +165,8 @@ class Update(_Strict):
     strategy: Literal["start-first", "rolling", "all-at-once", "recreate"] = "start-first"
     surge: int = Field(default=1, ge=1, description="start-first: new instances started at once")
     serial: int = Field(default=1, ge=1, description="rolling: slots replaced at once")
+    min_ready: Duration = Field(default=1.0, description="a new instance must stay healthy this long to pass its gate")
+    watch: Duration = Field(default=30.0, description="after the switch, a failure within this window rolls back")
 
 
 class Options(_Strict):
@@ -189,6 +192,29 @@ def _parse_volume(value: object) -> object:
     return {"source": parts[0], "target": parts[1], "read_only": len(parts) == 3 and parts[2] == "ro"}
 
 
+def _listen_address(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"invalid listen address {value!r} (expected host:port, e.g. 127.0.0.1:9696)")
+    return value
+
+
+class Hold(_Strict):
+    """Bounds of the queue of requests held while no instance can serve (a bound reached: 503)."""
+
+    max_requests: int = Field(default=10_000, ge=0)
+    max_bytes: Size = 64 * 1024 * 1024
+    max_wait: Duration = 60.0
+    release_concurrency: int = Field(default=16, ge=1)
+
+
+class Frontend(_Strict):
+    """A public address on the proxy, routed to this service's ready instances."""
+
+    listen: Annotated[str, AfterValidator(_listen_address)]
+    hold: Hold = Hold()
+
+
 class Volume(_Strict):
     """A named volume or an absolute host path, mounted at `target`."""
 
@@ -210,6 +236,7 @@ class Service(_Strict):
     stop: Stop = Stop()
     update: Update = Update()
     options: Options = Options()
+    frontend: Frontend | None = None
 
     @field_validator("image")
     @classmethod
@@ -228,9 +255,16 @@ class ProcessImage(_Strict):
     workdir: str | None = Field(default=None, description="relative to the spec file's directory")
 
 
+class ProxySettings(_Strict):
+    """Where the project's proxy is driven from."""
+
+    admin_socket: str = Field(default=".hitless/proxy.sock", description="relative to the spec file's directory")
+
+
 class Spec(_Strict):
     """The spec's top level, without the tree (the tree is validated node by node)."""
 
     project: str = Field(pattern=NAME_PATTERN)
+    proxy: ProxySettings = ProxySettings()
     runtime: Literal["auto", "docker", "process"] = "auto"
     images: dict[str, ProcessImage] = Field(default_factory=dict)

@@ -1,4 +1,4 @@
-"""Durations as people write them in a spec: `90s`, `15m`, `3h`, `1h30m`, `250ms`."""
+"""Units as people write them in a spec: durations (`90s`, `15m`, `3h`, `1h30m`, `250ms`) and sizes (`64MiB`)."""
 
 from __future__ import annotations
 
@@ -41,3 +41,21 @@ def format_duration(seconds: float) -> str:
     days, hours = divmod(hours, 24)
     parts = [(days, "d"), (hours, "h"), (minutes, "m"), (secs, "s")]
     return "".join(f"{value}{unit}" for value, unit in parts if value) or "0s"
+
+
+_SIZES = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2, "mib": 1024**2,
+          "g": 1000**3, "gb": 1000**3, "gib": 1024**3}
+
+
+def parse_size(text: str | int) -> int:
+    """Bytes in a size such as `64MiB`, `512kB` or a bare number of bytes. Raises ValueError when unreadable."""
+    if isinstance(text, bool):
+        raise ValueError(f"invalid size {text!r}")
+    if isinstance(text, int):
+        if text < 0:
+            raise ValueError(f"invalid size {text!r}: negative")
+        return text
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", str(text))
+    if not match or match.group(2).lower() not in _SIZES:
+        raise ValueError(f"invalid size {text!r} (expected e.g. 64MiB)")
+    return int(float(match.group(1)) * _SIZES[match.group(2).lower()])

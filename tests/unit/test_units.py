@@ -1,6 +1,6 @@
 import pytest
 
-from hitless.durations import format_duration, parse_duration
+from hitless.units import format_duration, parse_duration, parse_size
 
 
 @pytest.mark.parametrize("text, seconds", [
@@ -21,3 +21,14 @@ def test_format_duration_is_short():
     assert format_duration(0.85) == "850ms"
     assert format_duration(42) == "42s"
     assert format_duration(5400) == "1h30m"
+
+
+@pytest.mark.parametrize("text, size", [("64MiB", 64 * 1024**2), ("512kB", 512000), (100, 100), ("1.5GiB", 1610612736), ("7", 7)])
+def test_readable_sizes(text, size):
+    assert parse_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["64 furlongs", "", "MiB", -1, True])
+def test_unreadable_sizes_are_refused(text):
+    with pytest.raises(ValueError):
+        parse_size(text)
