@@ -88,3 +88,14 @@ def test_config_hash_ignores_health_and_stop_grace_but_not_environment():
     same = parse_spec(SPEC.replace("replicas: 2,", "replicas: 2, health: {http: /x}, stop: {grace: 5m},")).services()[0]
     other = parse_spec(SPEC.replace("replicas: 2,", "replicas: 2, environment: {A: 1},")).services()[0]
     assert config_hash(base) == config_hash(same) != config_hash(other)
+
+
+def test_an_interrupted_change_keeps_the_instance_already_as_wanted():
+    """A rollback killed half-way leaves the good old generation beside a newer bad one."""
+    tree = parse_spec(SPEC)
+    bad = parse_spec(SPEC.replace("api:1.0", "api:2.0"))
+    observed = [running(tree, "net/api", 0, 1), running(bad, "net/api", 0, 2), running(tree, "net/api", 1, 1),
+                running(tree, "net/worker", 0, 1)]
+    plan = make_plan(tree, observed, ["net/api"])
+    assert [(c.slot, c.action, c.reasons, c.current.generation) for c in plan.changes] == [
+        (0, "keep", (), 1), (0, "remove", ("superseded",), 2), (1, "keep", (), 1)]

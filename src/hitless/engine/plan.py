@@ -110,8 +110,13 @@ def _plan_service(node: ServiceNode, mine: list[Instance]) -> list[SlotChange]:
     image, wanted_hash = node.service.image, config_hash(node)
     changes: list[SlotChange] = []
     for slot in sorted(set(range(node.service.replicas)) | set(by_slot)):
-        # The newest running generation is the slot's current instance; the rest are leftovers.
-        ranked = sorted(by_slot.get(slot, []), key=lambda i: (i.running, i.labels.generation), reverse=True)
+        # The slot's current instance: running first, then the one already as the spec asks (an
+        # interrupted upgrade or rollback leaves two), then the newest. The rest are leftovers.
+        ranked = sorted(
+            by_slot.get(slot, []),
+            key=lambda i: (i.running, (i.labels.image, i.labels.config_hash) == (image, wanted_hash), i.labels.generation),
+            reverse=True,
+        )
         if slot >= node.service.replicas:
             changes += [SlotChange(node.path, slot, "remove", (REASON_SCALED_DOWN,), _current(i), None, None) for i in ranked]
             continue

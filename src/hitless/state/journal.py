@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import json
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -29,18 +31,27 @@ CREATE TABLE IF NOT EXISTS deployments (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     project TEXT NOT NULL, command TEXT NOT NULL,
     started_at TEXT NOT NULL, finished_at TEXT,
-    status TEXT NOT NULL CHECK (status IN ('running', 'succeeded', 'failed', 'interrupted')),
+    status TEXT NOT NULL CHECK (status IN ('running', 'succeeded', 'failed', 'interrupted', 'rolled-back')),
+    phase TEXT NOT NULL DEFAULT 'forward' CHECK (phase IN ('forward', 'rollback')),
+    request TEXT NOT NULL DEFAULT '{}',
     detail TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS steps (
+    deployment_id INTEGER NOT NULL REFERENCES deployments(id),
+    seq INTEGER NOT NULL, kind TEXT NOT NULL, target TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('started', 'done', 'failed')),
+    detail TEXT NOT NULL DEFAULT '', started_at TEXT NOT NULL, finished_at TEXT,
+    PRIMARY KEY (deployment_id, seq)
 );
 CREATE TABLE IF NOT EXISTS deployment_slots (
     deployment_id INTEGER NOT NULL REFERENCES deployments(id),
     service_path TEXT NOT NULL, slot INTEGER NOT NULL, generation INTEGER NOT NULL,
-    image TEXT NOT NULL, config_hash TEXT NOT NULL, action TEXT NOT NULL,
+    image TEXT NOT NULL, config_hash TEXT NOT NULL, action TEXT NOT NULL, service_json TEXT NOT NULL,
     PRIMARY KEY (deployment_id, service_path, slot, generation)
 );
 CREATE TABLE IF NOT EXISTS known_good (
     project TEXT NOT NULL, service_path TEXT NOT NULL, slot INTEGER NOT NULL,
-    generation INTEGER NOT NULL, image TEXT NOT NULL, config_hash TEXT NOT NULL,
+    generation INTEGER NOT NULL, image TEXT NOT NULL, config_hash TEXT NOT NULL, service_json TEXT NOT NULL,
     deployment_id INTEGER NOT NULL REFERENCES deployments(id), recorded_at TEXT NOT NULL,
     PRIMARY KEY (project, service_path, slot)
 );
@@ -53,13 +64,18 @@ class StateError(HitlessError):
 
 @dataclasses.dataclass(frozen=True)
 class SlotRecord:
-    """One slot's generation, image and config as a deployment left it."""
+    """One slot's generation, image and config as a deployment left it.
+
+    `service_json` is the service's whole spec at that generation: a rollback restarts the slot
+    from it even after the spec file has changed.
+    """
 
     service_path: str
     slot: int
     generation: int
     image: str
     config_hash: str
+    service_json: str = "{}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,6 +87,24 @@ class Deployment:
     command: str
     started_at: str
     finished_at: str | None
+    status: str
+    phase: str
+    request: dict
+    detail: str
+
+    @property
+    def unfinished(self) -> bool:
+        """True when the run stopped before it succeeded, failed or rolled back (killed, interrupted)."""
+        return self.status in ("running", "interrupted")
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    """One journaled step of a deployment."""
+
+    seq: int
+    kind: str
+    target: str
     status: str
     detail: str
 
@@ -84,9 +118,11 @@ class Journal:
 
     def __init__(self, path: Path):
         self.path = path
+        self._lock = threading.RLock()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+            # Steps of one deployment run in several threads (old instances drain in parallel).
+            self._conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=FULL")
             self._conn.execute("PRAGMA foreign_keys=ON")
@@ -95,21 +131,26 @@ class Journal:
                 tx.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
         except sqlite3.Error as exc:
             raise StateError(f"{path}: cannot open state database: {exc}") from None
-        version = int(self._conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0])
+        version = int(self._query("SELECT value FROM meta WHERE key='schema_version'")[0][0])
         if version > SCHEMA_VERSION:
             raise StateError(f"{path}: state database schema {version} is newer than this hitless ({SCHEMA_VERSION})")
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator["_Tx"]:
         # BEGIN IMMEDIATE takes the write lock up front: two hitless processes never interleave.
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield _Tx(self._conn)
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        else:
-            self._conn.execute("COMMIT")
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield _Tx(self._conn)
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            else:
+                self._conn.execute("COMMIT")
+
+    def _query(self, sql: str, params: tuple = ()) -> list[tuple]:
+        with self._lock:
+            return self._conn.execute(sql, params).fetchall()
 
     def close(self) -> None:
         """Close the database connection."""
@@ -138,27 +179,58 @@ class Journal:
 
     def last_generation(self, project: str, service_path: str, slot: int) -> int:
         """The highest generation ever given to the slot (0 when none)."""
-        row = self._conn.execute(
+        rows = self._query(
             "SELECT last_generation FROM slots WHERE project=? AND service_path=? AND slot=?",
             (project, service_path, slot),
-        ).fetchone()
-        return row[0] if row else 0
+        )
+        return rows[0][0] if rows else 0
 
-    def begin_deployment(self, project: str, command: str) -> int:
-        """Record the start of a deployment; returns its id."""
+    def begin_deployment(self, project: str, command: str, request: dict | None = None) -> int:
+        """Record the start of a deployment; returns its id. `request` is what a resume needs to
+        carry on exactly as asked (spec text, selection, image overrides)."""
         with self._transaction() as tx:
             cur = tx.execute(
-                "INSERT INTO deployments(project, command, started_at, status) VALUES (?, ?, ?, 'running')",
-                (project, command, _now()),
+                "INSERT INTO deployments(project, command, started_at, status, request) VALUES (?, ?, ?, 'running', ?)",
+                (project, command, _now(), json.dumps(request or {})),
             )
             return int(cur.lastrowid)
+
+    def set_deployment(self, deployment_id: int, *, status: str | None = None, phase: str | None = None,
+                       detail: str | None = None) -> None:
+        """Change a running deployment's status, phase or detail."""
+        with self._transaction() as tx:
+            for column, value in (("status", status), ("phase", phase), ("detail", detail)):
+                if value is not None:
+                    tx.execute(f"UPDATE deployments SET {column}=? WHERE id=?", (value, deployment_id))
+
+    def step_started(self, deployment_id: int, kind: str, target: str, detail: str = "") -> int:
+        """Journal a step before it runs; returns its sequence number."""
+        with self._transaction() as tx:
+            seq = tx.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM steps WHERE deployment_id=?", (deployment_id,)).fetchone()[0]
+            tx.execute("INSERT INTO steps VALUES (?, ?, ?, ?, 'started', ?, ?, NULL)",
+                       (deployment_id, seq, kind, target, detail, _now()))
+        return int(seq)
+
+    def step_finished(self, deployment_id: int, seq: int, ok: bool, detail: str = "") -> None:
+        """Journal a step after it ran."""
+        with self._transaction() as tx:
+            tx.execute("UPDATE steps SET status=?, detail=CASE WHEN ?='' THEN detail ELSE ? END, finished_at=? "
+                       "WHERE deployment_id=? AND seq=?",
+                       ("done" if ok else "failed", detail, detail, _now(), deployment_id, seq))
+
+    def steps(self, deployment_id: int) -> list[Step]:
+        """Every step of a deployment, in order."""
+        rows = self._query("SELECT seq, kind, target, status, detail FROM steps WHERE deployment_id=? ORDER BY seq",
+                           (deployment_id,))
+        return [Step(*row) for row in rows]
 
     def record_slot(self, deployment_id: int, record: SlotRecord, action: str) -> None:
         """Record what a deployment did to one slot."""
         with self._transaction() as tx:
             tx.execute(
-                "INSERT OR REPLACE INTO deployment_slots VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (deployment_id, record.service_path, record.slot, record.generation, record.image, record.config_hash, action),
+                "INSERT OR REPLACE INTO deployment_slots VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (deployment_id, record.service_path, record.slot, record.generation, record.image, record.config_hash,
+                 action, record.service_json),
             )
 
     def finish_deployment(self, deployment_id: int, status: str, detail: str = "", good: Iterable[SlotRecord] = ()) -> None:
@@ -171,9 +243,9 @@ class Journal:
             project = tx.execute("SELECT project FROM deployments WHERE id=?", (deployment_id,)).fetchone()[0]
             for record in good:
                 tx.execute(
-                    "INSERT OR REPLACE INTO known_good VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT OR REPLACE INTO known_good VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (project, record.service_path, record.slot, record.generation, record.image,
-                     record.config_hash, deployment_id, _now()),
+                     record.config_hash, record.service_json, deployment_id, _now()),
                 )
 
     def forget_slots(self, project: str, service_path: str, keep_below: int) -> None:
@@ -186,21 +258,35 @@ class Journal:
 
     def known_good(self, project: str) -> list[SlotRecord]:
         """The last known good generation of every slot of the project."""
-        rows = self._conn.execute(
-            "SELECT service_path, slot, generation, image, config_hash FROM known_good WHERE project=? "
+        rows = self._query(
+            "SELECT service_path, slot, generation, image, config_hash, service_json FROM known_good WHERE project=? "
             "ORDER BY service_path, slot",
             (project,),
-        ).fetchall()
+        )
+        return [SlotRecord(*row) for row in rows]
+
+    def slot_history(self, project: str, service_path: str, generation: int) -> list[SlotRecord]:
+        """The slots of a service as recorded at one generation (for `rollback --to-generation`)."""
+        rows = self._query(
+            "SELECT s.service_path, s.slot, s.generation, s.image, s.config_hash, s.service_json FROM deployment_slots s "
+            "JOIN deployments d ON d.id = s.deployment_id WHERE d.project=? AND s.service_path=? AND s.generation=? "
+            "ORDER BY s.slot",
+            (project, service_path, generation),
+        )
         return [SlotRecord(*row) for row in rows]
 
     def deployments(self, project: str, limit: int = 20) -> list[Deployment]:
         """The most recent deployments, newest first."""
-        rows = self._conn.execute(
-            "SELECT id, project, command, started_at, finished_at, status, detail FROM deployments "
+        rows = self._query(
+            "SELECT id, project, command, started_at, finished_at, status, phase, request, detail FROM deployments "
             "WHERE project=? ORDER BY id DESC LIMIT ?",
             (project, limit),
-        ).fetchall()
-        return [Deployment(*row) for row in rows]
+        )
+        return [Deployment(*row[:7], json.loads(row[7]), row[8]) for row in rows]
+
+    def unfinished(self, project: str) -> Deployment | None:
+        """The newest deployment that stopped half-way (killed or interrupted), if any."""
+        return next((d for d in self.deployments(project, limit=50) if d.unfinished), None)
 
 
 class _Tx:
