@@ -11,7 +11,7 @@ import dataclasses
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
-from hitless.engine.desired import allocate_port, launch_spec, ports_in_use
+from hitless.engine.desired import allocate_port, launch_spec, ports_in_use, slot_record
 from hitless.engine.health import CheckResult, wait_healthy
 from hitless.engine.plan import REASON_NOT_RUNNING, Plan, SlotChange, make_plan
 from hitless.errors import BadInput, OperationFailed
@@ -19,7 +19,7 @@ from hitless.runtime.base import Instance, Runtime
 from hitless.runtime.stop import graceful_stop
 from hitless.spec.model import Stop
 from hitless.spec.tree import DesiredTree, ServiceNode
-from hitless.state.journal import Journal, SlotRecord
+from hitless.state.journal import Journal
 
 Report = Callable[[str, str], None]  # (level, message); level is "info", "warning" or "error"
 
@@ -55,8 +55,9 @@ def _start(tree: DesiredTree, runtime: Runtime, journal: Journal, deployment: in
     port = allocate_port(node, runtime.kind, taken)
     taken.add(port)
     spec = launch_spec(tree.project, node, slot, generation, port, tree.base_dir)
-    journal.record_slot(deployment, SlotRecord(node.path, slot, generation, spec.image, spec.labels.config_hash), "create")
-    return runtime.start(spec)
+    instance = runtime.start(spec)
+    journal.record_slot(deployment, slot_record(node, instance), "create")
+    return instance
 
 
 def up(tree: DesiredTree, runtime: Runtime, journal: Journal, paths: tuple[str, ...] = (), report: Report = _quiet) -> UpResult:
@@ -103,11 +104,9 @@ def up(tree: DesiredTree, runtime: Runtime, journal: Journal, paths: tuple[str, 
         report("info", f"{inst.name} is healthy")
 
     removed = _remove_changes(plan, runtime, nodes, observed, report)
-    good = [SlotRecord(c.service_path, c.slot, i.labels.generation, i.labels.image, i.labels.config_hash) for c, i in started]
-    good += [SlotRecord(c.service_path, c.slot, c.current.generation, c.current.image, c.current.config_hash)
-             for c in plan.of("keep") if c.current]
-    for node in tree.select(paths):
-        journal.forget_slots(tree.project, node.path, keep_below=node.service.replicas)
+    by_id = {i.id: i for i in observed}
+    good = [slot_record(nodes[c.service_path], i) for c, i in started]
+    good += [slot_record(nodes[c.service_path], by_id[c.current.instance_id]) for c in plan.of("keep") if c.current]
     journal.finish_deployment(deployment, "succeeded", good=good)
     return UpResult(plan, tuple(i for _, i in started), removed, needs_upgrade)
 

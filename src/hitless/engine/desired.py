@@ -11,6 +11,7 @@ from typing import Iterable
 from hitless.errors import OperationFailed
 from hitless.runtime.base import ContainerOptions, Instance, Labels, LaunchSpec, Mount
 from hitless.spec.tree import ServiceNode
+from hitless.state.journal import SlotRecord
 
 
 def effective_config(node: ServiceNode) -> dict:
@@ -108,3 +109,9 @@ def launch_spec(project: str, node: ServiceNode, slot: int, generation: int, por
 def ports_in_use(instances: Iterable[Instance]) -> set[int]:
     """Ports held by instances that are still alive."""
     return {i.labels.port for i in instances if i.state in ("created", "running", "restarting", "paused")}
+
+
+def slot_record(node: ServiceNode, instance: Instance) -> SlotRecord:
+    """What the journal keeps of a slot's instance, with the service spec it was started from."""
+    lab = instance.labels
+    return SlotRecord(node.path, lab.slot, lab.generation, lab.image, lab.config_hash, node.service.model_dump_json())

@@ -49,11 +49,11 @@ CREATE TABLE IF NOT EXISTS deployment_slots (
     image TEXT NOT NULL, config_hash TEXT NOT NULL, action TEXT NOT NULL, service_json TEXT NOT NULL,
     PRIMARY KEY (deployment_id, service_path, slot, generation)
 );
-CREATE TABLE IF NOT EXISTS known_good (
-    project TEXT NOT NULL, service_path TEXT NOT NULL, slot INTEGER NOT NULL,
-    generation INTEGER NOT NULL, image TEXT NOT NULL, config_hash TEXT NOT NULL, service_json TEXT NOT NULL,
-    deployment_id INTEGER NOT NULL REFERENCES deployments(id), recorded_at TEXT NOT NULL,
-    PRIMARY KEY (project, service_path, slot)
+CREATE TABLE IF NOT EXISTS good_slots (
+    deployment_id INTEGER NOT NULL REFERENCES deployments(id),
+    service_path TEXT NOT NULL, slot INTEGER NOT NULL, generation INTEGER NOT NULL,
+    image TEXT NOT NULL, config_hash TEXT NOT NULL, service_json TEXT NOT NULL,
+    PRIMARY KEY (deployment_id, service_path, slot)
 );
 """
 
@@ -234,46 +234,31 @@ class Journal:
             )
 
     def finish_deployment(self, deployment_id: int, status: str, detail: str = "", good: Iterable[SlotRecord] = ()) -> None:
-        """Close a deployment; on success its slots become the last known good, in the same transaction."""
+        """Close a deployment. On success, `good` (every slot of the services it covered, as they
+        run now) becomes a known good state, in the same transaction."""
         with self._transaction() as tx:
             tx.execute(
                 "UPDATE deployments SET status=?, finished_at=?, detail=? WHERE id=?",
                 (status, _now(), detail, deployment_id),
             )
-            project = tx.execute("SELECT project FROM deployments WHERE id=?", (deployment_id,)).fetchone()[0]
-            for record in good:
+            for r in good:
                 tx.execute(
-                    "INSERT OR REPLACE INTO known_good VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (project, record.service_path, record.slot, record.generation, record.image,
-                     record.config_hash, record.service_json, deployment_id, _now()),
+                    "INSERT OR REPLACE INTO good_slots VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (deployment_id, r.service_path, r.slot, r.generation, r.image, r.config_hash, r.service_json),
                 )
 
-    def forget_slots(self, project: str, service_path: str, keep_below: int) -> None:
-        """Drop known-good records of slots at or above `keep_below` (the service was scaled down or removed)."""
-        with self._transaction() as tx:
-            tx.execute(
-                "DELETE FROM known_good WHERE project=? AND service_path=? AND slot>=?",
-                (project, service_path, keep_below),
-            )
-
-    def known_good(self, project: str) -> list[SlotRecord]:
-        """The last known good generation of every slot of the project."""
+    def good_states(self, project: str, service_path: str) -> list[tuple[int, list[SlotRecord]]]:
+        """The known good states of a service, newest first: (deployment id, its slots)."""
         rows = self._query(
-            "SELECT service_path, slot, generation, image, config_hash, service_json FROM known_good WHERE project=? "
-            "ORDER BY service_path, slot",
-            (project,),
+            "SELECT g.deployment_id, g.service_path, g.slot, g.generation, g.image, g.config_hash, g.service_json "
+            "FROM good_slots g JOIN deployments d ON d.id = g.deployment_id "
+            "WHERE d.project=? AND g.service_path=? AND d.status='succeeded' ORDER BY g.deployment_id DESC, g.slot",
+            (project, service_path),
         )
-        return [SlotRecord(*row) for row in rows]
-
-    def slot_history(self, project: str, service_path: str, generation: int) -> list[SlotRecord]:
-        """The slots of a service as recorded at one generation (for `rollback --to-generation`)."""
-        rows = self._query(
-            "SELECT s.service_path, s.slot, s.generation, s.image, s.config_hash, s.service_json FROM deployment_slots s "
-            "JOIN deployments d ON d.id = s.deployment_id WHERE d.project=? AND s.service_path=? AND s.generation=? "
-            "ORDER BY s.slot",
-            (project, service_path, generation),
-        )
-        return [SlotRecord(*row) for row in rows]
+        states: dict[int, list[SlotRecord]] = {}
+        for row in rows:
+            states.setdefault(row[0], []).append(SlotRecord(*row[1:]))
+        return list(states.items())
 
     def deployments(self, project: str, limit: int = 20) -> list[Deployment]:
         """The most recent deployments, newest first."""
