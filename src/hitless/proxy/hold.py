@@ -62,7 +62,16 @@ class Hold:
         Returns False, after answering 503, when the hold is full.
         """
         limits = self.limits
-        if not front:
+        if front:
+            # Back from a release that found no backend: it arrived before everything queued.
+            if req.released:
+                req.released = False
+                self.releasing -= 1
+            if not req.held_at:
+                self.stats.held += 1
+                req.held_at = self._loop.time()
+            self.queue.appendleft(req)
+        else:
             if self.count >= limits.max_requests:
                 self.stats.rejected_count += 1
                 req.client.reject_held(req, limits.retry_after)
@@ -74,8 +83,6 @@ class Hold:
             self.stats.held += 1
             req.held_at = self._loop.time()
             self.queue.append(req)
-        else:
-            self.queue.appendleft(req)
         req.held = True
         self.count += 1
         self.bytes += req.body_bytes
@@ -126,7 +133,9 @@ class Hold:
             if not req.released:
                 req.released = True
                 self.releasing += 1
-                self.stats.released += 1
+                if not req.was_released:
+                    req.was_released = True
+                    self.stats.released += 1
             if not self._forward(req):
                 self._connecting = req
         if not queue and self._timer is not None:

@@ -159,6 +159,13 @@ class ClientConnection(asyncio.Protocol):
     def eof_received(self) -> bool | None:
         if self.tunnel is not None:
             return self.tunnel.peer_eof()
+        req = self.current
+        if (req is not None and not req.finished and req.complete and not req.held
+                and self.parsing is None):
+            # A half-close after a request in flight still wants its answer; a held
+            # request's client that closes has most likely given up: drop it.
+            self.must_close = True
+            return True
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:

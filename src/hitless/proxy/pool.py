@@ -181,7 +181,7 @@ class Pool:
             log.warning("backend %s/%s: drain timeout, cutting %d in flight",
                         self.frontend, backend.id, backend.inflight)
             for conn in list(backend.conns):
-                conn.abort()
+                conn.cut()
             self.drained(backend)
 
     def close(self) -> None:

@@ -45,6 +45,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.reused = False
         self.got_bytes = False
         self.tunnel = False
+        self._cut = False
+        self._client_eof = self._backend_eof = False
         self.idle_since = 0.0
         self._reason = b""
         self._headers: list[bytes] = []
@@ -77,6 +79,11 @@ class UpstreamConnection(asyncio.Protocol):
     def abort(self) -> None:
         self.closed = True
         self.transport.abort()
+
+    def cut(self) -> None:
+        """Abort on purpose (a drain timed out): the request fails, it is not retried."""
+        self._cut = True
+        self.abort()
 
     # -- asyncio.Protocol ---------------------------------------------------------------
 
@@ -144,7 +151,7 @@ class UpstreamConnection(asyncio.Protocol):
         if self._until_close and self._done is False and req.responded:
             self._reusable = False
             client.response_done(req)  # type: ignore[union-attr]
-        elif not self.got_bytes:
+        elif not self.got_bytes and not self._cut:
             # A reset means the backend never read the request; an idempotent one is safe
             # to send again either way.
             retry = req.idempotent or isinstance(exc, ConnectionResetError)
@@ -285,19 +292,21 @@ class UpstreamConnection(asyncio.Protocol):
             client.transport.write(rest)  # type: ignore[union-attr]
 
     def peer_eof(self) -> bool:
-        """The client half-closed a tunnel: pass the half-close on to the backend."""
-        if self.transport.can_write_eof():
-            self.transport.write_eof()
-            return True
-        self.close()
-        return False
+        """The client half-closed a tunnel: pass it on; once both sides did, close."""
+        self._client_eof = True
+        if self._backend_eof or not self.transport.can_write_eof():
+            self.close()
+            return False
+        self.transport.write_eof()
+        return True
 
     def peer_eof_from_backend(self) -> bool:
+        self._backend_eof = True
         client = self.client
-        if client is not None and client.transport.can_write_eof():  # type: ignore
-            client.transport.write_eof()  # type: ignore[union-attr]
-            return True
-        return False
+        if self._client_eof or client is None or not client.transport.can_write_eof():  # type: ignore
+            return False  # the transport closes; connection_lost closes the client
+        client.transport.write_eof()  # type: ignore[union-attr]
+        return True
 
     def _probe_reset(self) -> None:
         req = self.req

@@ -198,3 +198,83 @@ def raw_exchange(port: int, data: bytes, timeout: float = 5.0) -> bytes:
         except TimeoutError:
             chunks.append(b"<timeout>")
         return b"".join(chunks)
+
+
+class Load:
+    """Client threads sending requests until stopped; every outcome is recorded.
+
+    Each thread uses one keep-alive connection (reopened after an error) or, with
+    new_connections, a new connection per request. Paths get a unique `id` query.
+    """
+
+    def __init__(self, port: int, threads: int = 4, paths: tuple[str, ...] = ("/load",),
+                 methods: tuple[str, ...] = ("GET",), new_connections: bool = False,
+                 pause: float = 0.0) -> None:
+        import itertools
+        import threading
+
+        self.port = port
+        self.paths = paths
+        self.methods = methods
+        self.new_connections = new_connections
+        self.pause = pause
+        self.results: list[dict[str, Any]] = []
+        self._ids = itertools.count()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, args=(i,), daemon=True)
+                         for i in range(threads)]
+
+    def __enter__(self) -> Load:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(30)
+
+    def _run(self, index: int) -> None:
+        import http.client
+
+        conn = None
+        turn = index
+        while not self._stop.is_set():
+            with self._lock:
+                rid = next(self._ids)
+            method = self.methods[turn % len(self.methods)]
+            path = f"{self.paths[turn % len(self.paths)]}?id={rid}"
+            turn += 1
+            result: dict[str, Any] = {"id": rid, "method": method, "path": path,
+                                      "start": time.monotonic(), "fresh": conn is None}
+            try:
+                if conn is None or self.new_connections:
+                    conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+                    result["fresh"] = True
+                conn.request(method, path, body=b"payload" if method == "POST" else None)
+                resp = conn.getresponse()
+                resp.read()
+                result["status"] = resp.status
+                result["backend"] = resp.getheader("X-Backend")
+                if resp.getheader("Connection", "").lower() == "close" or self.new_connections:
+                    conn.close()
+                    conn = None
+            except Exception as exc:  # every failure is a result, never a crash
+                result["error"] = f"{type(exc).__name__}: {exc}"
+                if conn is not None:
+                    conn.close()
+                conn = None
+            result["end"] = time.monotonic()
+            with self._lock:
+                self.results.append(result)
+            if self.pause:
+                time.sleep(self.pause)
+        if conn is not None:
+            conn.close()
+
+    def failures(self) -> list[dict[str, Any]]:
+        return [r for r in self.results if r.get("status") != 200]
