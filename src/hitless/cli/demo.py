@@ -11,6 +11,7 @@ import http.client
 import time
 
 from hitless.cli.common import console, open_context, reporter
+from hitless.cli.progress import make_progress
 from hitless.cli.status import render
 from hitless.engine.converge import down, up
 from hitless.engine.status import observe
@@ -44,15 +45,17 @@ def run(args: argparse.Namespace) -> int:
         if ctx.runtime.kind == "docker":
             reporter("info", "building (or reusing) the netapi images; the first build makes a Debian base (~1 min)")
             build_netapi_images(ctx.runtime.client, progress=lambda line: reporter("info", line))
+        progress = make_progress(False)
         try:
-            up(ctx.tree, ctx.runtime, ctx.journal, report=reporter)
+            up(ctx.tree, ctx.runtime, ctx.journal, (), progress)
             services = observe(ctx.tree, ctx.runtime)
             console.print(render(ctx.tree.project, ctx.runtime.kind, services))
             for inst in (i for s in services for i in s.instances if i.address):
                 console.print(f"GET http://{inst.address}/v2.0/networks → {_ask(inst.address)}", markup=False)
         finally:
             if not args.keep:
-                down(ctx.tree, ctx.runtime, report=reporter)
+                down(ctx.tree, ctx.runtime, (), progress)
+            progress.close()
     console.print(f"demo done in {time.monotonic() - began:.1f}s on the {ctx.runtime.kind} runtime"
                   + (" (left running: `hitless down -f examples/netapi/hitless.yaml`)" if args.keep else ""))
     return ExitStatus.OK

@@ -103,7 +103,8 @@ def _replace_reasons(instance: Instance, image: str, wanted_hash: str) -> tuple[
     return tuple(reasons)
 
 
-def _plan_service(node: ServiceNode, mine: list[Instance]) -> list[SlotChange]:
+def plan_service(node: ServiceNode, mine: list[Instance]) -> list[SlotChange]:
+    """The changes to one service's slots, given its observed instances."""
     by_slot: dict[int, list[Instance]] = defaultdict(list)
     for inst in mine:
         by_slot[inst.labels.slot].append(inst)
@@ -140,7 +141,7 @@ def make_plan(tree: DesiredTree, observed: Iterable[Instance], paths: Iterable[s
             by_service[inst.labels.service_path].append(inst)
     changes: list[SlotChange] = []
     for node in selected:
-        changes += _plan_service(node, by_service.pop(node.path, []))
+        changes += plan_service(node, by_service.pop(node.path, []))
     if not paths:
         # Only a whole-project plan may remove services the spec no longer names.
         known = {s.path for s in tree.services()}

@@ -114,7 +114,12 @@ class ProxyControl:
 
     def add_and_wait_ready(self, frontend: str, instance: Instance, timeout: float) -> None:
         """Put an instance in the pool (unless there) and wait until the proxy sends it traffic."""
-        if instance.name not in self.backends(frontend):
+        known = self.backends(frontend).get(instance.name)
+        if known is not None and known["state"] in ("draining", "gone"):
+            # Drained by a run that was then rolled back: it serves again.
+            self.forget(frontend, instance.name)
+            known = None
+        if known is None:
             self.client.add_backend(frontend, instance.name, backend_address(instance))
         try:
             self.client.wait_backend(frontend, instance.name, "ready", timeout=timeout)

@@ -1,0 +1,236 @@
+"""Converging one service at a time to its spec, by its update strategy, with zero downtime.
+
+Each call re-reads what runs from the runtime and the proxy, plans the service's slots, and
+acts, so a run interrupted anywhere is finished by running it again: an instance a killed run
+had started is adopted (gated, put in the pool) or removed; an old one left behind is drained
+and stopped.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+from hitless.engine.desired import allocate_port, launch_spec, ports_in_use, slot_record
+from hitless.engine.health import CheckResult, check_once, wait_healthy
+from hitless.engine.plan import REASON_NOT_RUNNING, REASON_SUPERSEDED, SlotChange, plan_service
+from hitless.engine.proxyctl import ProxyControl, frontend_name
+from hitless.engine.steps import Event, StepRunner
+from hitless.errors import OperationFailed
+from hitless.runtime.base import Instance, Runtime
+from hitless.runtime.stop import graceful_stop
+from hitless.spec.model import Stop
+from hitless.spec.tree import ServiceNode
+from hitless.state.journal import Journal
+
+FAILED_GATE_STOP = 30.0  # seconds a new instance that failed its gate gets to stop; it serves nobody
+
+
+class GateFailed(OperationFailed):
+    """A new instance did not pass its health gate; carries the tail of its log."""
+
+    def __init__(self, instance: str, service_path: str, detail: str, log_tail: list[str]):
+        super().__init__(f"{instance} failed its health gate: {detail}")
+        self.instance = instance
+        self.service_path = service_path
+        self.log_tail = log_tail
+
+    def lines(self) -> list[str]:
+        return [str(self), *(f"  | {line}" for line in self.log_tail)]
+
+
+class Rollout:
+    """Converges services of one project; `replace=False` (for `up`) never touches a running
+    instance whose image or config differ, it only reports them."""
+
+    def __init__(self, project: str, base_dir: Path, runtime: Runtime, journal: Journal, steps: StepRunner,
+                 proxy: ProxyControl | None, *, replace: bool = True):
+        self.project = project
+        self.base_dir = base_dir
+        self.runtime = runtime
+        self.journal = journal
+        self.steps = steps
+        self.proxy = proxy
+        self.replace = replace
+        self.started: list[tuple[ServiceNode, Instance]] = []
+        self.needs_upgrade: list[SlotChange] = []
+        self._background = ThreadPoolExecutor(max_workers=16, thread_name_prefix="retire")
+        self._retiring: list[Future] = []
+
+    def close(self) -> None:
+        """Wait for background work and release its threads."""
+        self._background.shutdown(wait=True)
+
+    # -- one service ---------------------------------------------------------------------
+
+    def service(self, node: ServiceNode) -> None:
+        """Bring one service's slots to its spec."""
+        mine = [i for i in self.runtime.list(self.project) if i.labels.service_path == node.path]
+        by_id = {i.id: i for i in mine}
+        changes = plan_service(node, mine)
+        fe = self.steps.run("frontend", node.path, lambda: self.proxy.ensure_frontend(node)) \
+            if self.proxy is not None and node.service.frontend is not None else None
+        try:
+            superseded = {c.slot for c in changes if REASON_SUPERSEDED in c.reasons}
+            pool = self.proxy.backends(fe) if fe else {}
+            for c in changes:
+                inst = by_id[c.current.instance_id] if c.current else None
+                if c.action == "keep" and inst is not None:
+                    state = pool.get(inst.name, {}).get("state")
+                    if (fe and state != "ready") or c.slot in superseded:
+                        # Started by a run that was killed before it finished: gate it like a new one.
+                        self._gate(node, inst)
+                        self._serve(fe, node, inst)
+                        self.started.append((node, inst))
+                elif c.action == "remove" and inst is not None:
+                    self._retire_later(fe, node, inst)
+            dead = [c for c in changes if c.action == "replace" and REASON_NOT_RUNNING in c.reasons]
+            for c in dead:
+                self._retire_now(fe, node, by_id[c.current.instance_id])  # type: ignore[union-attr]
+            fresh = [c.slot for c in changes if c.action == "create"] + [c.slot for c in dead]
+            if fresh:
+                self._batch_start(fe, node, fresh)
+            alive = [c for c in changes if c.action == "replace" and REASON_NOT_RUNNING not in c.reasons]
+            if alive and not self.replace:
+                self.needs_upgrade += alive
+            elif alive:
+                olds = [by_id[c.current.instance_id] for c in alive if c.current]
+                self._replace(fe, node, olds)
+            self.finish_retiring()
+        finally:
+            if fe and self.proxy.is_paused(fe):  # type: ignore[union-attr]
+                self.steps.run("resume", fe, lambda: self.proxy.resume(fe))  # type: ignore[union-attr]
+
+    def _replace(self, fe: str | None, node: ServiceNode, olds: list[Instance]) -> None:
+        strategy = node.service.update.strategy
+        if strategy == "start-first":
+            size = node.service.update.surge
+            for batch in _batches(olds, size):
+                self._batch_start(fe, node, [o.labels.slot for o in batch])
+                for old in batch:
+                    self._retire_later(fe, node, old)
+        elif strategy == "all-at-once":
+            self._batch_start(fe, node, [o.labels.slot for o in olds])
+            for old in olds:
+                self._retire_later(fe, node, old)
+        elif strategy == "rolling":
+            for batch in _batches(olds, node.service.update.serial):
+                for old in batch:
+                    self._retire_now(fe, node, old)
+                self._batch_start(fe, node, [o.labels.slot for o in batch])
+        else:  # recreate: hold requests at the proxy while the singleton is replaced
+            if fe:
+                self.steps.run("pause", fe, lambda: self.proxy.pause(fe), f"pause {fe}: requests are held")  # type: ignore[union-attr]
+            for old in olds:
+                self._retire_now(fe, node, old)
+                self._batch_start(fe, node, [old.labels.slot])
+            if fe:
+                self.steps.run("resume", fe, lambda: self.proxy.resume(fe), f"resume {fe}: held requests released")  # type: ignore[union-attr]
+
+    # -- steps ---------------------------------------------------------------------------
+
+    def _batch_start(self, fe: str | None, node: ServiceNode, slots: list[int]) -> None:
+        news = [self._start(node, slot) for slot in slots]
+        for new in news:
+            self._gate(node, new)
+        for new in news:
+            self._serve(fe, node, new)
+
+    def _start(self, node: ServiceNode, slot: int) -> Instance:
+        def start() -> Instance:
+            observed = self.runtime.list(self.project)
+            seen = [i.labels.generation for i in observed if i.labels.service_path == node.path and i.labels.slot == slot]
+            generation = self.journal.allocate_generation(self.project, node.path, slot, observed_max=max(seen, default=0))
+            port = allocate_port(node, self.runtime.kind, ports_in_use(observed))
+            instance = self.runtime.start(launch_spec(self.project, node, slot, generation, port, self.base_dir))
+            self.journal.record_slot(self.steps.deployment_id, slot_record(node, instance), "start")
+            return instance
+
+        new = self.steps.run("start", f"{node.path}/{slot}", start, f"start {node.path} slot {slot} ({node.service.image})")
+        self.started.append((node, new))
+        self.steps.info(f"{new.name} started: generation {new.labels.generation}", instance=new.name,
+                        generation=new.labels.generation, service=node.path, slot=slot)
+        return new
+
+    def _gate(self, node: ServiceNode, inst: Instance) -> None:
+        def gate() -> None:
+            result = wait_healthy(self.runtime, inst.id, node.service.health)
+            if result.ok:
+                result = self._stays_ready(node, inst)
+            if not result.ok:
+                tail = self.runtime.logs(inst.id, tail=15).rstrip().splitlines()
+                self._discard(node, inst)
+                raise GateFailed(inst.name, node.path, result.detail, tail)
+
+        self.steps.run("gate", inst.name, gate, f"health gate of {inst.name}")
+
+    def _stays_ready(self, node: ServiceNode, inst: Instance) -> CheckResult:
+        """The minimum ready time: healthy at every check for `update.min_ready` seconds."""
+        health, until = node.service.health, time.monotonic() + node.service.update.min_ready
+        result = CheckResult(True, "healthy")
+        while time.monotonic() < until:
+            time.sleep(min(health.interval, max(0.0, until - time.monotonic())))
+            current = self.runtime.get(inst.id)
+            if current is None:
+                return CheckResult(False, "instance disappeared")
+            result = check_once(self.runtime, current, health)
+            if not result.ok:
+                return CheckResult(False, f"unhealthy during the minimum ready time: {result.detail}")
+        return result
+
+    def _serve(self, fe: str | None, node: ServiceNode, inst: Instance) -> None:
+        if not fe:
+            return
+        current = self.runtime.get(inst.id) or inst
+        health = node.service.health
+        timeout = health.start_period + health.interval * (health.rise + health.fall) + 10
+        self.steps.run("proxy-add", current.name, lambda: self.proxy.add_and_wait_ready(fe, current, timeout),  # type: ignore[union-attr]
+                       f"add {current.name} to {fe} and wait until ready")
+
+    def _retire_later(self, fe: str | None, node: ServiceNode, old: Instance) -> None:
+        """Drain, stop and remove in the background: a long request on the old instance does not
+        hold the rollout up; the run waits for it at the end of the service."""
+        self._retiring.append(self._background.submit(self._retire_now, fe, node, old))
+
+    def finish_retiring(self) -> None:
+        """Wait for every background retirement; re-raise the first failure."""
+        pending, self._retiring = self._retiring, []
+        errors = [f.exception() for f in pending]
+        first = next((e for e in errors if e is not None), None)
+        if first is not None:
+            raise first
+
+    def _retire_now(self, fe: str | None, node: ServiceNode, old: Instance) -> None:
+        stop = node.service.stop
+        if fe:
+            drained = self.steps.run("drain", old.name, lambda: self.proxy.drain_and_forget(fe, old.name, stop.kill_after),  # type: ignore[union-attr]
+                                     f"drain {old.name}: no new requests, in-flight ones finish")
+            if not drained:
+                self.steps.warning(f"{old.name}: requests still in flight after {stop.kill_after:.0f}s of draining")
+        self._stop(old, stop)
+
+    def _discard(self, node: ServiceNode, inst: Instance) -> None:
+        """Take a failed new instance away: out of the pool, stopped, removed."""
+        if self.proxy is not None and node.service.frontend is not None:
+            self.proxy.forget(frontend_name(node.path), inst.name)
+        stop = node.service.stop
+        graceful_stop(self.runtime, inst.id, signal_name=stop.signal, grace=min(stop.grace, FAILED_GATE_STOP),
+                      ceiling=min(stop.kill_after, FAILED_GATE_STOP))
+        self.runtime.remove(inst.id)
+
+    def _stop(self, inst: Instance, stop: Stop) -> None:
+        def stop_it() -> None:
+            outcome = graceful_stop(self.runtime, inst.id, signal_name=stop.signal, grace=stop.grace,
+                                    ceiling=stop.kill_after,
+                                    on_event=lambda level, msg: self.steps.emit(Event(level, f"{inst.name}: {msg}")))
+            if outcome.killed:
+                self.steps.warning(f"{inst.name} was SIGKILLed at its ceiling of {stop.kill_after:.0f}s: in-flight work was cut")
+
+        if self.runtime.get(inst.id) is not None:
+            self.steps.run("stop", inst.name, stop_it, f"stop {inst.name} with {stop.signal} (grace {stop.grace:.0f}s)")
+            self.steps.run("remove", inst.name, lambda: self.runtime.remove(inst.id))
+
+
+def _batches(items: list[Instance], size: int) -> list[list[Instance]]:
+    return [items[i:i + size] for i in range(0, len(items), size)]

@@ -1,0 +1,320 @@
+"""An upgrade (or a rollback) from start to end: journaled, watched, rolled back on failure,
+and resumable after the process running it was killed at any moment."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+from hitless.engine.desired import config_hash, slot_record
+from hitless.engine.health import check_once
+from hitless.engine.plan import make_plan
+from hitless.engine.proxyctl import ProxyControl
+from hitless.engine.rollout import GateFailed, Rollout
+from hitless.engine.steps import Emit, Event, Interrupted, StepRunner
+from hitless.errors import BadInput, OperationFailed
+from hitless.runtime.base import Runtime
+from hitless.spec import parse_spec
+from hitless.spec.model import Service
+from hitless.spec.tree import DesiredTree, ServiceNode, SetNode
+from hitless.state.journal import Journal, SlotRecord
+
+
+class UpgradeFailed(OperationFailed):
+    """The change failed and was rolled back; says why, with the failing instance's log tail."""
+
+    def __init__(self, lines: list[str]):
+        super().__init__(lines[0])
+        self._lines = lines
+
+    def lines(self) -> list[str]:
+        return self._lines
+
+
+@dataclasses.dataclass(frozen=True)
+class Request:
+    """What was asked, kept in the journal so a resumed run carries on exactly as asked."""
+
+    kind: str  # "upgrade" or "rollback"
+    spec_text: str
+    source: str
+    base_dir: str
+    paths: tuple[str, ...] = ()
+    images: dict[str, str] = dataclasses.field(default_factory=dict)  # service path → repo:tag
+    until: str | None = None
+    services: dict[str, str] = dataclasses.field(default_factory=dict)  # service path → spec JSON (rollback)
+
+    def to_json(self) -> dict[str, Any]:
+        """The form stored in the journal."""
+        return {**dataclasses.asdict(self), "paths": list(self.paths)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Request":
+        """Read back what `to_json` stored."""
+        return cls(**{**data, "paths": tuple(data.get("paths", ()))})
+
+    def tree(self) -> DesiredTree:
+        """The desired tree: the spec as it was read, with --image overrides and, for a rollback,
+        the services as their known good state had them."""
+        tree = with_images(parse_spec(self.spec_text, self.source, Path(self.base_dir)), self.images)
+        if not self.services:
+            return tree
+        nodes = {n.path: n for n in tree.services()}
+        return _tree_with(tree, [dataclasses.replace(nodes[p], service=Service.model_validate_json(j))
+                                 for p, j in self.services.items() if p in nodes])
+
+
+def with_images(tree: DesiredTree, images: dict[str, str]) -> DesiredTree:
+    """The tree with some services' images replaced (`--image SERVICE=REPO:TAG`)."""
+    if not images:
+        return tree
+    known = {s.path: s for s in tree.services()}
+    by_name = defaultdict(list)
+    for s in known.values():
+        by_name[s.name].append(s.path)
+    resolved: dict[str, str] = {}
+    for key, image in images.items():
+        paths = [key] if key in known else by_name.get(key, [])
+        if len(paths) != 1:
+            raise BadInput(f"--image {key}={image}: " + ("ambiguous service name" if paths else "no such service")
+                           + f" (services: {', '.join(known)})")
+        resolved[paths[0]] = image
+
+    def rebuild(node: SetNode) -> SetNode:
+        children = []
+        for child in node.children:
+            if isinstance(child, SetNode):
+                children.append(rebuild(child))
+            elif child.path in resolved:
+                try:
+                    service = Service.model_validate({**child.service.model_dump(), "image": resolved[child.path]})
+                except ValueError as exc:
+                    raise BadInput(f"--image {child.path}={resolved[child.path]}: {exc.errors()[0]['msg']}") from None  # type: ignore[attr-defined]
+                children.append(dataclasses.replace(child, service=service))
+            else:
+                children.append(child)
+        return dataclasses.replace(node, children=tuple(children))
+
+    return dataclasses.replace(tree, root=rebuild(tree.root))
+
+
+def selected_services(tree: DesiredTree, paths: tuple[str, ...], until: str | None) -> list[ServiceNode]:
+    """The services to converge, in upgrade order; with `until`, only up to that stage."""
+    chosen = tree.select(paths)
+    if until is None:
+        return chosen
+    stage = {s.path for s in tree.select([until])}
+    if not stage & {s.path for s in chosen}:
+        raise BadInput(f"--until {until}: not among the services being upgraded")
+    last = max(i for i, s in enumerate(chosen) if s.path in stage)
+    return chosen[: last + 1]
+
+
+class Engine:
+    """Runs upgrades and rollbacks of one project."""
+
+    def __init__(self, tree: DesiredTree, runtime: Runtime, journal: Journal, emit: Emit,
+                 stop_requested: threading.Event | None = None):
+        self.tree = tree
+        self.runtime = runtime
+        self.journal = journal
+        self.emit = emit
+        self.stop_requested = stop_requested or threading.Event()
+
+    # -- entry points -------------------------------------------------------------------
+
+    def resume_unfinished(self) -> bool:
+        """Finish (or finish rolling back) a run that was killed or interrupted; False when none."""
+        run = self.journal.unfinished(self.tree.project)
+        if run is None:
+            return False
+        if not run.request:
+            self.journal.finish_deployment(run.id, "failed", "interrupted; `up` converges it again")
+            return False
+        request = Request.from_json(run.request)
+        self.emit(Event("phase", f"resuming deployment {run.id} ({run.command}, {run.phase}) left unfinished at {run.started_at}"))
+        self.journal.set_deployment(run.id, status="running")
+        if run.phase == "rollback" and request.kind == "upgrade":
+            self._rollback_after_failure(run.id, request, ["resumed: the run was rolling back when it stopped"])
+        else:
+            self._run(run.id, request)
+        return True
+
+    def run(self, request: Request) -> int:
+        """Start and carry out a new upgrade or rollback; returns the deployment id."""
+        tree = request.tree()
+        for node in self._targets(request, tree):
+            if not self.runtime.has_image(node.service.image):
+                raise BadInput(f"{node.path}: image {node.service.image} is not present on this {self.runtime.kind} "
+                               "runtime (build it first; no registry is used)")
+        command = f"{request.kind} {' '.join(request.paths)}".strip()
+        deployment = self.journal.begin_deployment(self.tree.project, command, request.to_json())
+        self._run(deployment, request)
+        return deployment
+
+    # -- the run ------------------------------------------------------------------------
+
+    @staticmethod
+    def _targets(request: Request, tree: DesiredTree) -> list[ServiceNode]:
+        return selected_services(tree, request.paths, request.until)
+
+    def _run(self, deployment: int, request: Request) -> None:
+        tree = request.tree()
+        targets = self._targets(request, tree)
+        steps = StepRunner(self.journal, deployment, self.emit, self.stop_requested)
+        rollout = self._rollout(tree, steps, targets)
+        try:
+            order = list(reversed(targets)) if request.kind == "rollback" else targets
+            for node in order:
+                self.emit(Event("phase", f"{node.path}: {node.service.update.strategy} to {node.service.image}", target=node.path))
+                rollout.service(node)
+            failure = self._watch(rollout, targets)
+        except GateFailed as exc:
+            failure = exc.lines()
+        except Interrupted:
+            rollout.close()
+            self.journal.set_deployment(deployment, status="interrupted")
+            raise
+        except BaseException:
+            rollout.close()
+            raise
+        rollout.close()
+        if failure and request.kind == "upgrade":
+            self._rollback_after_failure(deployment, request, failure)
+        elif failure:
+            self.journal.finish_deployment(deployment, "failed", failure[0])
+            raise UpgradeFailed(failure)
+        else:
+            good = self._good_records(tree, targets)
+            self.journal.finish_deployment(deployment, "succeeded", good=good)
+
+    def _rollout(self, tree: DesiredTree, steps: StepRunner, targets: list[ServiceNode]) -> Rollout:
+        proxy = None
+        if any(n.service.frontend is not None for n in targets):
+            proxy = ProxyControl(tree)
+            steps.run("proxy", str(proxy.socket_path), proxy.ensure_running, "make sure the proxy runs")
+        return Rollout(tree.project, tree.base_dir, self.runtime, self.journal, steps, proxy)
+
+    def _watch(self, rollout: Rollout, targets: list[ServiceNode]) -> list[str] | None:
+        """After the switch: any new instance that exits or turns unhealthy within the watch
+        window fails the run. Returns the reason, or None."""
+        watched = [(n, i) for n, i in rollout.started]
+        if not watched:
+            return None
+        window = max(n.service.update.watch for n, _ in watched)
+        self.emit(Event("phase", f"watching {len(watched)} new instance(s) for {window:.0f}s"))
+        failures: Counter[str] = Counter()
+        deadline = time.monotonic() + window
+        while time.monotonic() < deadline:
+            for node, inst in watched:
+                current = self.runtime.get(inst.id)
+                if current is None or current.state in ("exited", "dead"):
+                    code = current.exit_code if current else None
+                    tail = self.runtime.logs(inst.id, tail=15).splitlines() if current else []
+                    return [f"{inst.name} exited (code {code}) during the watch window", *(f"  | {l}" for l in tail)]
+                result = check_once(self.runtime, current, node.service.health)
+                failures[inst.id] = 0 if result.ok else failures[inst.id] + 1
+                if failures[inst.id] >= node.service.health.fall:
+                    tail = self.runtime.logs(inst.id, tail=15).splitlines()
+                    return [f"{inst.name} turned unhealthy during the watch window: {result.detail}",
+                            *(f"  | {l}" for l in tail)]
+            if self.stop_requested.is_set():
+                break
+            time.sleep(min(min(n.service.health.interval for n, _ in watched), max(0.0, deadline - time.monotonic())))
+        return None
+
+    def _rollback_after_failure(self, deployment: int, request: Request, reason: list[str]) -> None:
+        self.journal.set_deployment(deployment, phase="rollback", detail=reason[0])
+        self.emit(Event("error", reason[0]))
+        self.emit(Event("phase", "rolling back to the last known good state"))
+        tree = request.tree()
+        failed = selected_services(tree, request.paths, request.until)
+        targets = [t for t in (last_good(self.journal, tree, n, avoid=_desired_key(n)) for n in failed) if t is not None]
+        steps = StepRunner(self.journal, deployment, self.emit, self.stop_requested)
+        rollout = self._rollout(tree, steps, targets)
+        try:
+            for node in reversed(targets):
+                rollout.service(node)
+        except Interrupted:
+            self.journal.set_deployment(deployment, status="interrupted")
+            raise
+        finally:
+            rollout.close()
+        restored = ", ".join(f"{t.path} → {t.service.image}" for t in targets) or "nothing (no known good state)"
+        self.journal.finish_deployment(deployment, "rolled-back", reason[0])
+        raise UpgradeFailed([*reason, f"rolled back: {restored}"])
+
+    def _good_records(self, tree: DesiredTree, targets: list[ServiceNode]) -> list[SlotRecord]:
+        by_path = {n.path: n for n in targets}
+        return [slot_record(by_path[i.labels.service_path], i) for i in self.runtime.list(tree.project)
+                if i.running and i.labels.service_path in by_path]
+
+
+def _desired_key(node: ServiceNode) -> tuple[str, str]:
+    return (node.service.image, config_hash(node))
+
+
+def _node_from(node: ServiceNode, records: list[SlotRecord]) -> ServiceNode:
+    service = Service.model_validate_json(records[0].service_json)
+    service = Service.model_validate({**service.model_dump(), "replicas": len(records)})
+    return dataclasses.replace(node, service=service)
+
+
+def last_good(journal: Journal, tree: DesiredTree, node: ServiceNode, avoid: tuple[str, str] | None = None,
+              generation: int | None = None) -> ServiceNode | None:
+    """The service as its newest known good state had it (other than `avoid`, or the one
+    holding `generation`); None when there is none."""
+    for _, records in journal.good_states(tree.project, node.path):
+        keys = {(r.image, r.config_hash) for r in records}
+        if generation is not None and generation not in {r.generation for r in records}:
+            continue
+        if generation is None and avoid is not None and keys == {avoid}:
+            continue
+        return _node_from(node, records)
+    return None
+
+
+def rollback_targets(tree: DesiredTree, runtime: Runtime, journal: Journal, paths: tuple[str, ...],
+                     generation: int | None) -> list[ServiceNode]:
+    """For `hitless rollback`: each selected service as the known good state before what runs now."""
+    running: dict[str, set[tuple[str, str]]] = defaultdict(set)
+    for inst in runtime.list(tree.project):
+        if inst.running:
+            running[inst.labels.service_path].add((inst.labels.image, inst.labels.config_hash))
+    targets = []
+    for node in tree.select(paths):
+        now = running.get(node.path, set())
+        target = last_good(journal, tree, node, avoid=next(iter(now)) if len(now) == 1 else None, generation=generation)
+        if target is not None:
+            targets.append(target)
+    if not targets:
+        what = f"generation {generation}" if generation is not None else "an earlier known good state"
+        raise BadInput(f"nothing to roll back to: no {what} of {', '.join(paths) or tree.project} in the journal")
+    return targets
+
+
+def rollback_request(tree: DesiredTree, runtime: Runtime, journal: Journal, base: Request,
+                     generation: int | None = None) -> Request:
+    """A request that returns the selected services to their known good state (fixed now, so a
+    resumed rollback goes to the same place)."""
+    targets = rollback_targets(tree, runtime, journal, base.paths, generation)
+    return dataclasses.replace(base, kind="rollback", paths=tuple(t.path for t in targets),
+                               services={t.path: t.service.model_dump_json() for t in targets})
+
+
+def plan_for(request: Request, runtime: Runtime):
+    """The plan a request would carry out (printed before anything runs)."""
+    tree = request.tree()
+    return make_plan(tree, runtime.list(tree.project), [s.path for s in selected_services(tree, request.paths, request.until)])
+def _tree_with(tree: DesiredTree, nodes: list[ServiceNode]) -> DesiredTree:
+    replaced = {n.path: n for n in nodes}
+
+    def rebuild(node: SetNode) -> SetNode:
+        return dataclasses.replace(node, children=tuple(
+            rebuild(c) if isinstance(c, SetNode) else replaced.get(c.path, c) for c in node.children))
+
+    return dataclasses.replace(tree, root=rebuild(tree.root))
