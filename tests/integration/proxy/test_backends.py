@@ -7,7 +7,7 @@ import threading
 import time
 
 import pytest
-from conftest import Load, frontend, wait_ready
+from proxy_support import Load, frontend, wait_ready
 
 from hitless.proxy.client import WaitTimeout
 

@@ -8,7 +8,7 @@ import socket
 import threading
 import time
 
-from conftest import Load, frontend, wait_ready
+from proxy_support import Load, frontend, wait_ready
 
 PAUSE = 5.0  # the "pause for 5 s under load"
 

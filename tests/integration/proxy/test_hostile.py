@@ -6,7 +6,7 @@ import socket
 import time
 
 import pytest
-from conftest import frontend, raw_exchange, wait_ready
+from proxy_support import frontend, raw_exchange, wait_ready
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -1,0 +1,269 @@
+"""Helpers of the proxy's integration tests: real processes over real sockets.
+
+Every process a test starts is stopped by its PID when the test ends, pass or fail
+(see the `launch` fixture in conftest.py).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from hitless.proxy.client import AdminClient, ProxyUnavailable
+
+HERE = Path(__file__).parent
+BACKEND_APP = HERE / "backend_app.py"
+
+
+class Proc:
+    """A child process with its PID; stopped by PID only."""
+
+    def __init__(self, popen: subprocess.Popen[str], name: str) -> None:
+        self.popen = popen
+        self.name = name
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def signal(self, signum: int) -> None:
+        if self.popen.poll() is None:
+            os.kill(self.popen.pid, signum)
+
+    def kill(self) -> None:
+        self.signal(signal.SIGKILL)
+        self.popen.wait(10)
+
+    def stop(self, timeout: float = 30.0) -> int:
+        self.signal(signal.SIGTERM)
+        try:
+            return self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return -9
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+
+class Backend(Proc):
+    def __init__(self, popen: subprocess.Popen[str], name: str, port: int,
+                 log: Path | None) -> None:
+        super().__init__(popen, name)
+        self.port = port
+        self.address = f"127.0.0.1:{port}"
+        self.log = log
+
+    def seen(self) -> list[str]:
+        """Request lines the backend logged (when it read each request's head)."""
+        if self.log is None or not self.log.exists():
+            return []
+        return self.log.read_text().splitlines()
+
+    def set_healthy(self, healthy: bool) -> None:
+        marker = Path(f"{self.log}.unhealthy")
+        if healthy:
+            marker.unlink(missing_ok=True)
+        else:
+            marker.touch()
+
+
+class Proxy(Proc):
+    def __init__(self, popen: subprocess.Popen[str], admin_socket: Path) -> None:
+        super().__init__(popen, "proxy")
+        self.admin_socket = admin_socket
+        self.client = AdminClient(str(admin_socket))
+
+    def port(self, frontend: str) -> int:
+        return int(self.client.frontend(frontend)["listen"].rsplit(":", 1)[1])
+
+
+class Launcher:
+    """Starts backends and proxies for one test and stops them all afterwards."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.procs: list[Proc] = []
+
+    def backend(self, name: str, port: int = 0, log: bool = True) -> Backend:
+        log_path = self.tmp / f"{name}.log" if log else None
+        cmd = [sys.executable, str(BACKEND_APP), "--name", name, "--port", str(port)]
+        if log_path:
+            cmd += ["--log", str(log_path)]
+        popen = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+        line = popen.stdout.readline()  # type: ignore[union-attr]
+        if not line.startswith("PORT "):
+            popen.kill()
+            raise RuntimeError(f"backend {name} did not start: {line!r}")
+        backend = Backend(popen, name, int(line.split()[1]), log_path)
+        self.procs.append(backend)
+        return backend
+
+    def proxy(self, frontends: list[dict[str, Any]] | None = None, *, takeover: bool = False,
+              admin_socket: Path | None = None, extra: list[str] | None = None) -> Proxy:
+        admin_socket = admin_socket or self.tmp / "proxy.sock"
+        cmd = [sys.executable, "-m", "hitless.proxy", "--admin-socket", str(admin_socket),
+               "--log-level", "warning"]
+        if frontends:
+            import json
+
+            config = self.tmp / f"frontends-{len(self.procs)}.json"
+            config.write_text(json.dumps({"frontends": frontends}))
+            cmd += ["--config", str(config)]
+        if takeover:
+            cmd.append("--takeover")
+        cmd += extra or []
+        popen = subprocess.Popen(cmd, text=True)
+        proxy = Proxy(popen, admin_socket)
+        self.procs.append(proxy)
+        deadline = time.monotonic() + 15
+        while True:
+            if popen.poll() is not None:
+                raise RuntimeError(f"proxy exited with {popen.returncode}")
+            try:
+                status = proxy.client.status()
+                if status["pid"] == popen.pid:
+                    return proxy
+            except ProxyUnavailable:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("proxy did not answer on its admin socket")
+            time.sleep(0.02)
+
+    def stop_all(self) -> None:
+        for proc in reversed(self.procs):
+            if proc.alive():
+                proc.signal(signal.SIGKILL)
+                try:
+                    proc.popen.wait(10)
+                except subprocess.TimeoutExpired:
+                    pass
+
+
+def frontend(name: str = "web", backends: list[str] | None = None, **overrides: Any) -> dict:
+    """A frontend config on an ephemeral port with fast health checks."""
+    config: dict[str, Any] = {
+        "name": name,
+        "listen": "127.0.0.1:0",
+        "health": {"path": "/healthcheck", "interval": 0.1, "timeout": 0.5, "rise": 1,
+                   "fall": 2},
+        "backends": backends or [],
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(config.get(key), dict):
+            config[key] = {**config[key], **value}
+        else:
+            config[key] = value
+    return config
+
+
+def wait_ready(proxy: Proxy, fe: str, count: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        states = [b["state"] for b in proxy.client.backends(fe)]
+        if states.count("ready") >= count:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"backends of {fe} not ready: {proxy.client.backends(fe)}")
+
+
+def raw_exchange(port: int, data: bytes, timeout: float = 5.0) -> bytes:
+    """Send bytes, read until the proxy closes (or the timeout): everything it answered."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(data)
+        chunks = []
+        try:
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        except TimeoutError:
+            chunks.append(b"<timeout>")
+        return b"".join(chunks)
+
+
+class Load:
+    """Client threads sending requests until stopped; every outcome is recorded.
+
+    Each thread uses one keep-alive connection (reopened after an error) or, with
+    new_connections, a new connection per request. Paths get a unique `id` query.
+    """
+
+    def __init__(self, port: int, threads: int = 4, paths: tuple[str, ...] = ("/load",),
+                 methods: tuple[str, ...] = ("GET",), new_connections: bool = False,
+                 pause: float = 0.0) -> None:
+        import itertools
+        import threading
+
+        self.port = port
+        self.paths = paths
+        self.methods = methods
+        self.new_connections = new_connections
+        self.pause = pause
+        self.results: list[dict[str, Any]] = []
+        self._ids = itertools.count()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, args=(i,), daemon=True)
+                         for i in range(threads)]
+
+    def __enter__(self) -> Load:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(30)
+
+    def _run(self, index: int) -> None:
+        import http.client
+
+        conn = None
+        turn = index
+        while not self._stop.is_set():
+            with self._lock:
+                rid = next(self._ids)
+            method = self.methods[turn % len(self.methods)]
+            path = f"{self.paths[turn % len(self.paths)]}?id={rid}"
+            turn += 1
+            result: dict[str, Any] = {"id": rid, "method": method, "path": path,
+                                      "start": time.monotonic(), "fresh": conn is None}
+            try:
+                if conn is None or self.new_connections:
+                    conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+                    result["fresh"] = True
+                conn.request(method, path, body=b"payload" if method == "POST" else None)
+                resp = conn.getresponse()
+                resp.read()
+                result["status"] = resp.status
+                result["backend"] = resp.getheader("X-Backend")
+                if resp.getheader("Connection", "").lower() == "close" or self.new_connections:
+                    conn.close()
+                    conn = None
+            except Exception as exc:  # every failure is a result, never a crash
+                result["error"] = f"{type(exc).__name__}: {exc}"
+                if conn is not None:
+                    conn.close()
+                conn = None
+            result["end"] = time.monotonic()
+            with self._lock:
+                self.results.append(result)
+            if self.pause:
+                time.sleep(self.pause)
+        if conn is not None:
+            conn.close()
+
+    def failures(self) -> list[dict[str, Any]]:
+        return [r for r in self.results if r.get("status") != 200]
