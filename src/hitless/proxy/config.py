@@ -112,7 +112,7 @@ class FrontendConfig:
             health = _sub(HealthCheck, data.pop("health", None), "health")
             hold = _sub(HoldLimits, data.pop("hold", None), "hold")
             backends = tuple(str(b) for b in data.pop("backends", None) or ())
-            _check_keys(cls, data, "frontend", skip={"health", "hold", "backends"})
+            _check_keys(cls, data, "frontend", skip=frozenset({"health", "hold", "backends"}))
             return cls(**data, health=health, hold=hold, backends=backends)
         except TypeError as exc:
             raise BadInput(f"frontend {data.get('name', '?')}: {exc}") from None
@@ -124,7 +124,8 @@ class FrontendConfig:
         return out
 
 
-def _check_keys(cls: type, data: dict[str, Any], where: str, skip: set[str] = set()) -> None:
+def _check_keys(cls: type, data: dict[str, Any], where: str,
+                skip: frozenset[str] = frozenset()) -> None:
     known = {f.name for f in dataclasses.fields(cls)} - skip
     unknown = sorted(set(data) - known)
     if unknown:

@@ -9,7 +9,8 @@ from typing import Any
 
 from hitless.proxy.config import FrontendConfig
 from hitless.proxy.hold import Hold
-from hitless.proxy.http import ClientConnection, Request, _canned
+from hitless.proxy.http import ClientConnection, Request
+from hitless.proxy.messages import canned
 from hitless.proxy.pool import Backend, Pool, State
 from hitless.proxy.upstream import UpstreamConnection
 
@@ -66,7 +67,7 @@ class Frontend:
         self.hold = Hold(config.hold, can_release=self._can_release, forward=self.forward)
         self.stats = FrontendStats()
         self.clients: set[ClientConnection] = set()
-        self.overflow_response = _canned(503, "Service Unavailable",
+        self.overflow_response = canned(503, "Service Unavailable",
                                          f"Retry-After: {config.hold.retry_after}\r\n")
         self.sock: socket.socket | None = None
         self.address: tuple[str, int] = (config.host, config.port)

@@ -14,6 +14,9 @@ from typing import TYPE_CHECKING
 
 import httptools
 
+from hitless.proxy.messages import (BAD_GATEWAY, BAD_REQUEST, HOP_BY_HOP, IDEMPOTENT, TIMEOUT,
+                                    drop_listed)
+
 if TYPE_CHECKING:
     from hitless.proxy.frontend import Frontend
     from hitless.proxy.pool import Backend
@@ -23,24 +26,6 @@ MAX_HEAD = 64 * 1024  # bytes of request line + headers
 REPLAY_LIMIT = 1024 * 1024  # request body kept for a retry; larger bodies cannot be retried
 BUFFER_LIMIT = 1024 * 1024  # body buffered while connecting before reading pauses
 LINGER = 2.0  # seconds to read and discard after an error response, so it is not reset
-IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
-HOP_BY_HOP = frozenset({
-    b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer",
-    b"transfer-encoding", b"upgrade", b"proxy-authenticate", b"proxy-authorization",
-    b"x-forwarded-for", b"x-forwarded-proto",
-})
-
-
-def _canned(status: int, reason: str, extra: str = "") -> bytes:
-    body = f"{status} {reason}\n".encode()
-    return (f"HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\n"
-            f"Content-Length: {len(body)}\r\n{extra}Connection: close\r\n\r\n").encode() + body
-
-
-BAD_REQUEST = _canned(400, "Bad Request")
-BAD_GATEWAY = _canned(502, "Bad Gateway")
-TIMEOUT = _canned(408, "Request Timeout")
-
 
 class BadRequest(Exception):
     """Raised inside a parser callback: the request is malformed or ambiguous."""
@@ -239,7 +224,7 @@ class ClientConnection(asyncio.Protocol):
             chunked = True
         headers = self._headers
         if self._conn_tokens is not None:
-            headers = _drop_listed(headers, self._conn_tokens)
+            headers = drop_listed(headers, self._conn_tokens)
         upgrade = parser.should_upgrade() and self._upgrade is not None
         xff = self.peer_ip if self._xff is None else self._xff + b", " + self.peer_ip
         parts = [b"%s %s HTTP/1.1\r\n" % (method, self._url), *headers,
@@ -424,11 +409,3 @@ class ClientConnection(asyncio.Protocol):
         if self._reading_paused and self.transport is not None:
             self._reading_paused = False
             self.transport.resume_reading()
-
-
-def _drop_listed(headers: list[bytes], tokens: bytes) -> list[bytes]:
-    """Remove the headers named in a Connection header (they are hop-by-hop too)."""
-    names = {t.strip() for t in tokens.split(b",")} - {b"close", b"keep-alive", b"upgrade", b""}
-    if not names:
-        return headers
-    return [h for h in headers if h.split(b":", 1)[0].lower() not in names]

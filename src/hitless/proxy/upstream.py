@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import httptools
 
-from hitless.proxy.http import HOP_BY_HOP
+from hitless.proxy.messages import HOP_BY_HOP
 from hitless.proxy.pool import State
 
 if TYPE_CHECKING:
@@ -160,12 +160,12 @@ class UpstreamConnection(asyncio.Protocol):
             client.upstream_failed(req, False)  # type: ignore[union-attr]
 
     def pause_writing(self) -> None:
-        if self.client is not None and self.client.transport is not None:
-            self.client.transport.pause_reading()
+        if self.client is not None:
+            self.client.pause_reading()  # the backend reads the body slower than it comes
 
     def resume_writing(self) -> None:
-        if self.client is not None and self.client.transport is not None:
-            self.client.transport.resume_reading()
+        if self.client is not None:
+            self.client.resume_reading()
 
     # -- httptools callbacks ------------------------------------------------------------
 

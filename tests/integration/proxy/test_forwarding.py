@@ -94,6 +94,8 @@ def test_upgrade_is_tunnelled(launch):
         assert data == b"early-"
         backend = proxy.client.backends("web")[0]
         assert backend["tunnels"] == 1 and backend["inflight"] == 1
+        # Draining waits for open tunnels, however long they last.
+        proxy.client.drain_backend("web", "web-0")
         for i in range(20):
             sock.sendall(b"ping%d" % i)
             want = b"ping%d" % i
@@ -101,10 +103,9 @@ def test_upgrade_is_tunnelled(launch):
             while len(got) < len(want):
                 got += sock.recv(4096)
             assert got == want
-    deadline = time.monotonic() + 5
-    while proxy.client.backends("web")[0]["tunnels"] and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert proxy.client.backends("web")[0]["inflight"] == 0
+        assert proxy.client.backend("web", "web-0")["state"] == "draining"
+    gone = proxy.client.wait_backend("web", "web-0", "drained", timeout=5)
+    assert gone["state"] == "gone" and gone["inflight"] == 0 and gone["tunnels"] == 0
 
 
 def test_least_inflight_avoids_a_busy_backend(launch):

@@ -8,7 +8,7 @@ import pytest
 
 from hitless.proxy.config import HealthCheck, HoldLimits
 from hitless.proxy.hold import Hold
-from hitless.proxy.http import _drop_listed
+from hitless.proxy.messages import drop_listed
 from hitless.proxy.pool import Pool, State
 
 
@@ -176,5 +176,5 @@ def test_connecting_release_blocks_the_next():
 
 def test_connection_listed_headers_are_dropped():
     headers = [b"A: 1\r\n", b"X-Secret: 2\r\n", b"B: 3\r\n"]
-    assert _drop_listed(headers, b"keep-alive, x-secret") == [b"A: 1\r\n", b"B: 3\r\n"]
-    assert _drop_listed(headers, b"close") is headers
+    assert drop_listed(headers, b"keep-alive, x-secret") == [b"A: 1\r\n", b"B: 3\r\n"]
+    assert drop_listed(headers, b"close") is headers
