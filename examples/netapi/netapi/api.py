@@ -143,6 +143,8 @@ class Api:
     def healthcheck(self, request: Request) -> Response:
         if self.draining():
             return Response(503, b"DRAINING", "text/plain")
+        if self.config.broken_health:
+            return Response(500, b"BROKEN", "text/plain")
         return Response(200, b"OK", "text/plain")
 
     def _extensions(self) -> list[dict]:

@@ -18,6 +18,7 @@ class Config:
     db_path: str = "/var/lib/netapi/netapi.db"  # NETAPI_DB
     shutdown_timeout: float | None = None  # NETAPI_SHUTDOWN_TIMEOUT; None: wait for all work
     access_log: bool = False  # NETAPI_ACCESS_LOG=1: one line per request on stderr
+    broken_health: bool = False  # NETAPI_BROKEN_HEALTH=1: /healthcheck fails (a bad release, for rollback demos)
 
     @property
     def major(self) -> int:
@@ -55,4 +56,5 @@ def from_env(env: dict[str, str] | None = None) -> Config:
         db_path=env.get("NETAPI_DB", "").strip() or defaults.db_path,
         shutdown_timeout=timeout,
         access_log=env.get("NETAPI_ACCESS_LOG", "") in ("1", "true", "yes"),
+        broken_health=env.get("NETAPI_BROKEN_HEALTH", "") in ("1", "true", "yes"),
     )

@@ -132,10 +132,20 @@ class Rollout:
 
     def _batch_start(self, fe: str | None, node: ServiceNode, slots: list[int]) -> None:
         news = [self._start(node, slot) for slot in slots]
-        for new in news:
-            self._gate(node, new)
-        for new in news:
-            self._serve(fe, node, new)
+        self._each(lambda new: self._gate(node, new), news)
+        self._each(lambda new: self._serve(fe, node, new), news)
+
+    @staticmethod
+    def _each(action, instances: list[Instance]) -> None:
+        """Run a step for several instances at once; the first failure is raised after all ended."""
+        if len(instances) == 1:
+            action(instances[0])
+            return
+        with ThreadPoolExecutor(max_workers=len(instances)) as pool:
+            futures = [pool.submit(action, inst) for inst in instances]
+        first = next((f.exception() for f in futures if f.exception() is not None), None)
+        if first is not None:
+            raise first
 
     def _start(self, node: ServiceNode, slot: int) -> Instance:
         def start() -> Instance:
