@@ -119,6 +119,7 @@ def test_backend_killed_mid_load(launch):
     assert len(failures) <= 8  # at most what was in flight when it died
     assert len(load.results) > 200
     assert proxy.client.backend("web", "web-0")["state"] == "down"
+    assert proxy.client.stats()["web"]["retries"] >= 1  # what it had not answered went to b2
     late = [r for r in load.results if r["start"] > time.monotonic() - 1.0]
     assert late and all(r.get("backend") == "b2" for r in late)
 
