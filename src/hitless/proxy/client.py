@@ -18,11 +18,15 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import time
 from typing import Any
 from urllib.parse import quote, urlencode
 
 from hitless.errors import OperationFailed, RuntimeUnavailable
 from hitless.proxy.config import DEFAULT_ADMIN_SOCKET, FrontendConfig, parse_address
+
+
+LONG_POLL = 300.0  # seconds of one wait request; longer waits are made of several
 
 
 class ProxyUnavailable(RuntimeUnavailable):
@@ -130,10 +134,26 @@ class AdminClient:
 
     def wait_backend(self, frontend: str, backend_id: str, until: str = "ready",
                      timeout: float = 60.0) -> dict[str, Any]:
-        """Block until the backend is `ready` or `drained`; WaitTimeout after `timeout`."""
-        query = urlencode({"until": until, "timeout": timeout})
-        return self._call("GET", f"{self._backend(frontend, backend_id)}/wait?{query}",
-                          timeout=timeout + self.timeout)
+        """Block until the backend is `ready` or `drained`; WaitTimeout after `timeout`.
+
+        Any timeout works (hours, for a drain): the wait is a series of bounded long-polls,
+        and it carries on across a proxy hand-over, when the admin socket briefly drops.
+        """
+        path = self._backend(frontend, backend_id) + "/wait?"
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = max(0.0, deadline - time.monotonic())
+            poll = min(remaining, LONG_POLL)
+            try:
+                return self._call("GET", path + urlencode({"until": until, "timeout": poll}),
+                                  timeout=poll + self.timeout)
+            except WaitTimeout:
+                if time.monotonic() >= deadline:
+                    raise
+            except ProxyUnavailable:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.2)
 
     # -- counters -----------------------------------------------------------------------
 

@@ -148,3 +148,30 @@ def test_yaml_config_file(launch, tmp_path):
     proxy = launch.proxy(extra=["--config", str(config)])
     wait_ready(proxy, "web", 1)
     assert proxy.client.frontend("web")["config"]["hold"]["max_requests"] == 5
+
+
+def test_long_waits_are_made_of_bounded_polls(launch, monkeypatch):
+    import threading
+    import time
+
+    import hitless.proxy.client as client_module
+
+    monkeypatch.setattr(client_module, "LONG_POLL", 0.2)
+    b1 = launch.backend("b1")
+    proxy = launch.proxy([frontend("web", [b1.address])])
+    wait_ready(proxy, "web", 1)
+    port = proxy.port("web")
+
+    def slow() -> None:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        c.request("GET", "/sleep/1.5")
+        c.getresponse().read()
+
+    thread = threading.Thread(target=slow)
+    thread.start()
+    time.sleep(0.2)
+    proxy.client.drain_backend("web", "web-0")
+    started = time.monotonic()
+    assert proxy.client.wait_backend("web", "web-0", "drained", timeout=10)["state"] == "gone"
+    assert 0.8 < time.monotonic() - started < 5
+    thread.join()
