@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -143,7 +144,6 @@ def test_upgrade_and_back_under_load_fails_no_request(project):
 
 def test_a_request_longer_than_any_stop_timeout_completes_and_the_old_container_exits_by_itself(project):
     import http.client
-    import threading
 
     p = project(replicas=1)
     assert_ok(p.cli("up"))
@@ -216,6 +216,8 @@ def _upgrade_killed_at(p: Project, step_number: int) -> str | None:
     or None when the upgrade had fewer steps (it then ran to the end)."""
     proc = subprocess.Popen([sys.executable, "-m", "hitless", "upgrade", "--json", "--runtime", "docker"],
                             cwd=p.folder, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    watchdog = threading.Timer(120, proc.kill)  # a hung upgrade fails the test instead of the suite
+    watchdog.start()
     seen = 0
     try:
         for line in proc.stdout:
@@ -228,6 +230,7 @@ def _upgrade_killed_at(p: Project, step_number: int) -> str | None:
         return None
     finally:
         proc.wait(timeout=300)
+        watchdog.cancel()
         proc.stdout.close()
 
 
@@ -259,6 +262,8 @@ def test_ctrl_c_once_finishes_the_step_and_leaves_a_resumable_run(project):
     with Load("127.0.0.1", p.port, workers=1) as load:
         proc = subprocess.Popen([sys.executable, "-m", "hitless", "upgrade", "--json", "--runtime", "docker"],
                                 cwd=p.folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        watchdog = threading.Timer(120, proc.kill)  # a hung upgrade fails the test instead of the suite
+        watchdog.start()
         for line in proc.stdout:
             event = json.loads(line)
             if event.get("kind") == "step" and event.get("step") == "gate" and event.get("status") == "started":
@@ -266,6 +271,7 @@ def test_ctrl_c_once_finishes_the_step_and_leaves_a_resumable_run(project):
                 break
         rest = [json.loads(line) for line in proc.stdout]
         assert proc.wait(timeout=120) == 130
+        watchdog.cancel()
         stderr = proc.stderr.read()
         proc.stdout.close()
         proc.stderr.close()

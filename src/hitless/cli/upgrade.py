@@ -10,7 +10,6 @@ import argparse
 import contextlib
 import os
 import signal
-import sys
 import threading
 from pathlib import Path
 from typing import Iterator
@@ -50,15 +49,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 @contextlib.contextmanager
-def _stop_on_signals(stop: threading.Event, emit) -> Iterator[None]:
-    """First SIGINT/SIGTERM: ask the engine to stop after the current step. Second: exit now."""
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """First SIGINT/SIGTERM: ask the engine to stop after the current step. Second: exit now.
+
+    The handler only sets a flag and writes with os.write: it may interrupt a thread that holds
+    the output's lock, so it must take none.
+    """
     def handle(signum: int, _frame: object) -> None:
+        name = signal.Signals(signum).name
         if stop.is_set():
-            sys.stderr.write("hitless: stopping now; the run is resumable with `hitless resume`\n")
+            os.write(2, f"hitless: {name} again: stopping now; `hitless resume` finishes the run\n".encode())
             os._exit(ExitStatus.INTERRUPTED)
         stop.set()
-        emit(Event("warning", f"{signal.Signals(signum).name}: finishing the current step, then stopping "
-                              "(again to stop now)"))
+        os.write(2, f"hitless: {name}: finishing the current step, then stopping (again to stop now)\n".encode())
 
     previous = {s: signal.signal(s, handle) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -89,7 +92,7 @@ def _execute(args: argparse.Namespace, kind: str) -> int:
     progress = make_progress(args.json)
     stop = threading.Event()
     try:
-        with open_context(args, lock=kind) as ctx, _stop_on_signals(stop, progress):
+        with open_context(args, lock=kind) as ctx, _stop_on_signals(stop):
             engine = Engine(ctx.tree, ctx.runtime, ctx.journal, progress, stop)
             resumed = engine.resume_unfinished()
             if kind == "resume":
