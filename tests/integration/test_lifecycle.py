@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import uuid
@@ -15,6 +16,15 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 NETAPI = REPO / "examples" / "netapi"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+FRONTEND_PORT = _free_port()
 
 
 def hitless(spec: Path, *args: str, runtime: str) -> subprocess.CompletedProcess:
@@ -30,6 +40,7 @@ def write_spec(folder: Path, project: str, tag: str, volume: str) -> Path:
     text = text.replace("image: netapi:1.0", f"image: netapi:{tag}")
     text = text.replace("netapi-data:", f"{volume}:")
     text = text.replace("workdir: .", f"workdir: {NETAPI}")
+    text = text.replace("127.0.0.1:9696", f"127.0.0.1:{FRONTEND_PORT}")
     spec = folder / "hitless.yaml"
     spec.write_text(text)
     return spec
@@ -54,6 +65,8 @@ def lifecycle(tmp_path: Path, runtime: str, list_ids) -> None:
         (0, 1, "netapi:1.0", "healthy"), (1, 1, "netapi:1.0", "healthy")]
     ids = sorted(i["instance_id"] for i in api["instances"])
     assert list_ids(project) == ids
+    versions = {_get_version(FRONTEND_PORT) for _ in range(6)}  # through the proxy `up` started
+    assert versions == {"1.0"}
 
     second = hitless(spec, "up", runtime=runtime)
     assert second.returncode == 0, second.stderr
@@ -73,6 +86,22 @@ def lifecycle(tmp_path: Path, runtime: str, list_ids) -> None:
     down = hitless(spec, "down", runtime=runtime)
     assert down.returncode == 0, down.stderr
     assert list_ids(project) == []
+    with pytest.raises(OSError):  # the proxy went with it
+        socket.create_connection(("127.0.0.1", FRONTEND_PORT), timeout=2).close()
+
+
+def _get_version(port: int) -> str | None:
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", "/v2.0/networks")
+        response = conn.getresponse()
+        response.read()
+        assert response.status == 200
+        return response.getheader("X-Netapi-Version")
+    finally:
+        conn.close()
 
 
 @pytest.mark.docker

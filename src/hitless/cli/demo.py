@@ -51,7 +51,11 @@ def run(args: argparse.Namespace) -> int:
             services = observe(ctx.tree, ctx.runtime)
             console.print(render(ctx.tree.project, ctx.runtime.kind, services))
             for inst in (i for s in services for i in s.instances if i.address):
-                console.print(f"GET http://{inst.address}/v2.0/networks → {_ask(inst.address)}", markup=False)
+                console.print(f"GET http://{inst.address}/v2.0/networks → {_ask(inst.address)}", markup=False, soft_wrap=True)
+            for node in ctx.tree.services():
+                if node.service.frontend is not None:
+                    listen = node.service.frontend.listen
+                    console.print(f"GET http://{listen}/v2.0/networks (the frontend) → {_ask(listen)}", markup=False, soft_wrap=True)
         finally:
             if not args.keep:
                 down(ctx.tree, ctx.runtime, (), progress)

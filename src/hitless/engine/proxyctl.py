@@ -94,6 +94,11 @@ class ProxyControl:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
+                # When this process started the proxy, it is our child: reap it, or it lingers as a zombie.
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+            try:
                 os.kill(pid, 0)
             except ProcessLookupError:
                 return True
