@@ -164,3 +164,39 @@ def test_frontend_mistakes(text, problem):
     with pytest.raises(SpecError) as caught:
         parse_spec("project: p\nsets:\n" + text, source="s.yaml")
     assert any(problem in line for line in caught.value.lines()), caught.value.lines()
+
+
+def test_snapshots_and_migrations():
+    tree = parse_spec(
+        "project: p\n"
+        "snapshots:\n"
+        "  net: {sqlite: {volume: net-data, path: net.db}, keep: 3}\n"
+        "  db: {command: {backup: 'sh -c \"mariadb-dump x > $HITLESS_SNAPSHOT\"', restore: [sh, -c, 'mariadb x < $HITLESS_SNAPSHOT']}}\n"
+        "sets:\n"
+        "  net:\n"
+        "    api: {image: 'a:1', network: {port: 80}, migrations: {expand: [m, expand], contract: [m, contract], timeout: 10m}}\n"
+        "  db:\n"
+        "    x: {image: 'x:1', network: {port: 81}, migrations: {offline: 'm offline'}}\n")
+    assert tree.spec.snapshots["net"].kind == "sqlite" and tree.spec.snapshots["net"].keep == 3
+    assert tree.spec.snapshots["db"].command.backup == ("sh", "-c", "mariadb-dump x > $HITLESS_SNAPSHOT")
+    api, x = tree.services()
+    assert api.service.migrations.expand == ("m", "expand") and api.service.migrations.timeout == 600
+    assert x.service.migrations.offline == ("m", "offline")
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("snapshots: {nova: {volume: {name: v}}}", "snapshots.nova: no set or service 'nova' in sets"),
+    ("snapshots: {a: {}}", "snapshots.a: give exactly one of sqlite, volume, command"),
+    ("snapshots: {a: {volume: {name: v}, sqlite: {volume: v, path: x}}}", "give exactly one of sqlite, volume, command (not sqlite and volume)"),
+    ("snapshots: {a: {volume: {name: v}, keep: 0}}", "snapshots.a.keep: input should be greater than or equal to 1"),
+])
+def test_snapshot_mistakes(text, problem):
+    with pytest.raises(SpecError) as caught:
+        parse_spec(text + "\nproject: p\nsets: {a: {image: 'a:1', network: {port: 80}}}", source="s.yaml")
+    assert any(problem in line for line in caught.value.lines()), caught.value.lines()
+
+
+def test_offline_migration_excludes_expand_and_contract():
+    with pytest.raises(SpecError) as caught:
+        parse_spec("project: p\nsets: {a: {image: 'a:1', network: {port: 80}, migrations: {offline: [m], expand: [m]}}}")
+    assert caught.value.problems == ["sets.a.migrations: an 'offline' migration replaces expand/contract: give one or the other"]

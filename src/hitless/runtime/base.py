@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
 
 LABEL_PREFIX = "io.hitless."
@@ -167,6 +168,10 @@ class Runtime(Protocol):
 
     def has_image(self, image: str) -> bool:
         """True when the image can be started without fetching anything."""
+        ...
+
+    def volume_path(self, name: str) -> Path:
+        """The host directory holding a named volume's data (created when missing)."""
         ...
 
     def close(self) -> None:

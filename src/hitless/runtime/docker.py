@@ -13,6 +13,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import docker
@@ -380,6 +381,17 @@ class DockerRuntime:
         with self._engine(f"logs of container {instance_id}"):
             raw = self.client.api.logs(instance_id, stdout=True, stderr=True, tail=max(0, tail))
         return raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
+
+    def volume_path(self, name: str) -> Path:
+        """The volume's mountpoint on this host (created when missing; local driver only)."""
+        with self._engine(f"look up volume {name!r}"):
+            try:
+                volume = self.client.volumes.get(name)
+            except docker.errors.NotFound:
+                volume = self.client.volumes.create(name)
+        if volume.attrs.get("Driver") != "local":
+            raise OperationFailed(f"volume {name!r} uses driver {volume.attrs.get('Driver')!r}: only local volumes have a host path")
+        return Path(volume.attrs["Mountpoint"])
 
     def has_image(self, image: str) -> bool:
         """True when the engine holds the image locally."""

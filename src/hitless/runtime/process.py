@@ -432,6 +432,14 @@ class ProcessRuntime:
         directory = self._need_dir(instance_id, "logs of")
         return _tail(directory / "output.log", tail)
 
+    def volume_path(self, name: str) -> Path:
+        """The directory standing for a named volume (created when missing)."""
+        if not _NAME.match(name):
+            raise BadInput(f"volume name {name!r} is not a valid name")
+        path = self._volumes / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
     def has_image(self, image: str) -> bool:
         """True when the image reference is in the mapping this runtime was given."""
         return image in self.images

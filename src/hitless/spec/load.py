@@ -149,6 +149,9 @@ def parse_spec(text: str, source: str = DEFAULT_SPEC, base_dir: Path | None = No
         root = _build_set(raw["sets"], "", "sets", problems)
         if root is not None:
             _check_host_ports(root, problems)
+            if spec is not None:
+                paths = {n.path for n in root.walk() if n is not root}
+                problems += [f"snapshots.{key}: no set or service '{key}' in sets" for key in spec.snapshots if key not in paths]
     if problems or spec is None or root is None:
         raise SpecError(source, problems)
     return DesiredTree(spec=spec, root=root, base_dir=(base_dir or Path.cwd()).resolve())

@@ -223,6 +223,28 @@ class Volume(_Strict):
     read_only: bool = False
 
 
+class Migrations(_Strict):
+    """Schema migration phases, each run as a one-shot instance of the NEW image.
+
+    `expand` runs before the rollout (additive: old and new versions both work after it);
+    `contract` after no instance of an older generation remains; `offline` inside a held window
+    (requests held, old instances stopped, migration, new instances started, requests released).
+    `status` prints the schema revision, recorded with each snapshot.
+    """
+
+    expand: Argv | None = None
+    contract: Argv | None = None
+    offline: Argv | None = None
+    status: Argv | None = None
+    timeout: Duration = 3600.0
+
+    @model_validator(mode="after")
+    def _offline_alone(self) -> "Migrations":
+        if self.offline is not None and (self.expand is not None or self.contract is not None):
+            raise ValueError("an 'offline' migration replaces expand/contract: give one or the other")
+        return self
+
+
 class Service(_Strict):
     """A leaf of the tree: one image, N replicas."""
 
@@ -237,6 +259,7 @@ class Service(_Strict):
     update: Update = Update()
     options: Options = Options()
     frontend: Frontend | None = None
+    migrations: Migrations | None = None
 
     @field_validator("image")
     @classmethod
@@ -255,6 +278,49 @@ class ProcessImage(_Strict):
     workdir: str | None = Field(default=None, description="relative to the spec file's directory")
 
 
+class SqliteSnapshot(_Strict):
+    """An SQLite file, copied online with SQLite's backup API (no writer stopped)."""
+
+    volume: str = Field(description="the named volume (or absolute host directory) holding the file")
+    path: str = Field(description="the file's path inside the volume")
+
+
+class VolumeSnapshot(_Strict):
+    """A named volume, tarred by a short-lived helper instance."""
+
+    name: str
+    image: str | None = Field(default=None, description="image with tar for the helper (default: the set's first service's image)")
+
+
+class CommandSnapshot(_Strict):
+    """The user's own hot backup: `backup` writes the file named by $HITLESS_SNAPSHOT, `restore` reads it."""
+
+    backup: Argv
+    restore: Argv
+    where: Literal["host", "image"] = "host"
+
+
+class SnapshotSpec(_Strict):
+    """How a set's data is snapshotted before each upgrade of the set, and how many to keep."""
+
+    sqlite: SqliteSnapshot | None = None
+    volume: VolumeSnapshot | None = None
+    command: CommandSnapshot | None = None
+    keep: int = Field(default=5, ge=1)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "SnapshotSpec":
+        kinds = [k for k in ("sqlite", "volume", "command") if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            raise ValueError("give exactly one of sqlite, volume, command" + (f" (not {' and '.join(kinds)})" if kinds else ""))
+        return self
+
+    @property
+    def kind(self) -> str:
+        """"sqlite", "volume" or "command"."""
+        return next(k for k in ("sqlite", "volume", "command") if getattr(self, k) is not None)
+
+
 class ProxySettings(_Strict):
     """Where the project's proxy is driven from."""
 
@@ -266,5 +332,6 @@ class Spec(_Strict):
 
     project: str = Field(pattern=NAME_PATTERN)
     proxy: ProxySettings = ProxySettings()
+    snapshots: dict[str, SnapshotSpec] = Field(default_factory=dict, description="by set path: data to snapshot before its upgrades")
     runtime: Literal["auto", "docker", "process"] = "auto"
     images: dict[str, ProcessImage] = Field(default_factory=dict)

@@ -49,6 +49,13 @@ CREATE TABLE IF NOT EXISTS deployment_slots (
     image TEXT NOT NULL, config_hash TEXT NOT NULL, action TEXT NOT NULL, service_json TEXT NOT NULL,
     PRIMARY KEY (deployment_id, service_path, slot, generation)
 );
+CREATE TABLE IF NOT EXISTS snapshots (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    project TEXT NOT NULL, set_path TEXT NOT NULL, kind TEXT NOT NULL, path TEXT NOT NULL,
+    created_at TEXT NOT NULL, deployment_id INTEGER, images TEXT NOT NULL, revision TEXT NOT NULL,
+    size INTEGER NOT NULL DEFAULT 0,
+    status TEXT NOT NULL CHECK (status IN ('taking', 'ok', 'failed', 'pruned'))
+);
 CREATE TABLE IF NOT EXISTS good_slots (
     deployment_id INTEGER NOT NULL REFERENCES deployments(id),
     service_path TEXT NOT NULL, slot INTEGER NOT NULL, generation INTEGER NOT NULL,
@@ -99,6 +106,22 @@ class Deployment:
 
 
 @dataclasses.dataclass(frozen=True)
+class Snapshot:
+    """A snapshot of a set's data, with the images and schema revision it belongs to."""
+
+    id: int
+    set_path: str
+    kind: str
+    path: str  # the directory holding the snapshot's files
+    created_at: str
+    deployment_id: int | None
+    images: dict[str, str]  # service path → image running when it was taken
+    revision: dict[str, str]  # service path → schema revision its `migrations.status` printed
+    size: int
+    status: str
+
+
+@dataclasses.dataclass(frozen=True)
 class Step:
     """One journaled step of a deployment."""
 
@@ -107,6 +130,8 @@ class Step:
     target: str
     status: str
     detail: str
+    started_at: str
+    finished_at: str | None
 
 
 def _now() -> str:
@@ -220,7 +245,8 @@ class Journal:
 
     def steps(self, deployment_id: int) -> list[Step]:
         """Every step of a deployment, in order."""
-        rows = self._query("SELECT seq, kind, target, status, detail FROM steps WHERE deployment_id=? ORDER BY seq",
+        rows = self._query("SELECT seq, kind, target, status, detail, started_at, finished_at FROM steps "
+                           "WHERE deployment_id=? ORDER BY seq",
                            (deployment_id,))
         return [Step(*row) for row in rows]
 
@@ -259,6 +285,31 @@ class Journal:
         for row in rows:
             states.setdefault(row[0], []).append(SlotRecord(*row[1:]))
         return list(states.items())
+
+    def snapshot_started(self, project: str, set_path: str, kind: str, path: str, deployment_id: int | None,
+                         images: dict[str, str], revision: dict[str, str]) -> int:
+        """Record a snapshot being taken; its id."""
+        with self._transaction() as tx:
+            cur = tx.execute(
+                "INSERT INTO snapshots(project, set_path, kind, path, created_at, deployment_id, images, revision, status) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'taking')",
+                (project, set_path, kind, path, _now(), deployment_id, json.dumps(images), json.dumps(revision)),
+            )
+            return int(cur.lastrowid)
+
+    def snapshot_finished(self, snapshot_id: int, status: str, size: int = 0) -> None:
+        """Mark a snapshot ok (with its size), failed, or pruned."""
+        with self._transaction() as tx:
+            tx.execute("UPDATE snapshots SET status=?, size=? WHERE id=?", (status, size, snapshot_id))
+
+    def snapshots(self, project: str, set_path: str | None = None, status: str | None = "ok") -> list[Snapshot]:
+        """Snapshots of the project (or of one set), newest first."""
+        rows = self._query(
+            "SELECT id, set_path, kind, path, created_at, deployment_id, images, revision, size, status FROM snapshots "
+            "WHERE project=? AND (? IS NULL OR set_path=?) AND (? IS NULL OR status=?) ORDER BY id DESC",
+            (project, set_path, set_path, status, status),
+        )
+        return [Snapshot(*r[:6], json.loads(r[6]), json.loads(r[7]), r[8], r[9]) for r in rows]
 
     def deployments(self, project: str, limit: int = 20) -> list[Deployment]:
         """The most recent deployments, newest first."""
