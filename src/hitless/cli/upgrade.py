@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 import signal
 import threading
 from pathlib import Path
 from typing import Iterator
 
-from hitless.cli.common import add_json_option, add_spec_options, console, open_context
+from hitless.cli.common import add_json_option, add_spec_options, console, open_context, state_dir
+from hitless.db.snapshot import covered
 from hitless.cli.plan import render
 from hitless.cli.progress import make_progress
 from hitless.engine.steps import Event
@@ -44,8 +46,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_json_option(back)
     back.add_argument("sets", nargs="*", metavar="SET", help="the sets or services to roll back (all when none)")
     back.add_argument("--to-generation", type=int, metavar="N", help="the known good state holding generation N")
+    back.add_argument("--restore-db", action="store_true",
+                      help="also restore the newest snapshot of the set, in a held window (discards writes made since)")
     back.add_argument("--dry-run", action="store_true", help="print the plan and stop")
     back.set_defaults(func=run_rollback)
+
+    restore = sub.add_parser("restore", help="restore a set's snapshot in a held window (requests held, writers stopped)")
+    add_spec_options(restore)
+    add_json_option(restore)
+    restore.add_argument("set", metavar="SET", help="the set whose data to restore")
+    restore.add_argument("snapshot", nargs="?", type=int, metavar="SNAPSHOT", help="snapshot id (default: the newest)")
+    restore.add_argument("--dry-run", action="store_true", help="print what would be done and stop")
+    restore.set_defaults(func=run_restore)
 
 
 @contextlib.contextmanager
@@ -88,20 +100,39 @@ def _base_request(args: argparse.Namespace, kind: str) -> Request:
                    images=_parse_images(getattr(args, "image", [])), until=getattr(args, "until", None))
 
 
+def with_snapshot(tree, journal, request: Request, snapshot_id: int | None = None) -> Request:
+    """The request, restoring the newest snapshot (or `snapshot_id`) of the set covering its services."""
+    wanted = set(request.paths)
+    for key in tree.spec.snapshots:
+        if wanted & {n.path for n in covered(tree, key)}:
+            snaps = [s for s in journal.snapshots(tree.project, key) if snapshot_id in (None, s.id)]
+            if snaps:
+                return dataclasses.replace(request, snapshot=snaps[0].id, snapshot_set=key)
+    raise BadInput(f"no snapshot to restore for {', '.join(request.paths)} (see `hitless snapshots`)")
+
+
 def _execute(args: argparse.Namespace, kind: str) -> int:
     progress = make_progress(args.json)
     stop = threading.Event()
     try:
         with open_context(args, lock=kind) as ctx, _stop_on_signals(stop):
-            engine = Engine(ctx.tree, ctx.runtime, ctx.journal, progress, stop)
+            engine = Engine(ctx.tree, ctx.runtime, ctx.journal, progress, stop, state_dir(ctx.tree))
             resumed = engine.resume_unfinished()
             if kind == "resume":
                 if not resumed:
                     progress(Event("info", "nothing to resume: no unfinished run"))
                 return ExitStatus.OK
             request = _base_request(args, kind)
+            if kind == "restore":
+                paths = tuple(n.path for n in covered(ctx.tree, args.set))
+                if not paths:
+                    raise BadInput(f"no set or service '{args.set}' in the spec")
+                request = with_snapshot(ctx.tree, ctx.journal, dataclasses.replace(request, paths=paths), args.snapshot)
+                request = dataclasses.replace(request, snapshot_set=args.set)
             if kind == "rollback":
                 request = rollback_request(ctx.tree, ctx.runtime, ctx.journal, request, args.to_generation)
+                if args.restore_db:
+                    request = with_snapshot(ctx.tree, ctx.journal, request)
             plan = plan_for(request, ctx.runtime)
             if args.json:
                 progress(Event("plan", "plan", fields={"plan": plan.to_dict()}))
@@ -109,7 +140,7 @@ def _execute(args: argparse.Namespace, kind: str) -> int:
                 console.print(render(plan))
             if args.dry_run:
                 return ExitStatus.OK
-            if plan.is_noop:
+            if plan.is_noop and request.snapshot is None:
                 progress(Event("info", "nothing to do: everything runs as asked"))
                 return ExitStatus.OK
             deployment = engine.run(request)
@@ -130,3 +161,7 @@ def run_resume(args: argparse.Namespace) -> int:
 
 def run_rollback(args: argparse.Namespace) -> int:
     return _execute(args, "rollback")
+
+
+def run_restore(args: argparse.Namespace) -> int:
+    return _execute(args, "restore")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Callable
 
 from hitless.engine.desired import allocate_port, launch_spec, ports_in_use, slot_record
 from hitless.engine.health import CheckResult, check_once, wait_healthy
@@ -69,8 +70,7 @@ class Rollout:
         mine = [i for i in self.runtime.list(self.project) if i.labels.service_path == node.path]
         by_id = {i.id: i for i in mine}
         changes = plan_service(node, mine)
-        fe = self.steps.run("frontend", node.path, lambda: self.proxy.ensure_frontend(node)) \
-            if self.proxy is not None and node.service.frontend is not None else None
+        fe = self._frontend(node)
         try:
             superseded = {c.slot for c in changes if REASON_SUPERSEDED in c.reasons}
             pool = self.proxy.backends(fe) if fe else {}
@@ -101,6 +101,31 @@ class Rollout:
         finally:
             if fe and self.proxy.is_paused(fe):  # type: ignore[union-attr]
                 self.steps.run("resume", fe, lambda: self.proxy.resume(fe))  # type: ignore[union-attr]
+
+    def window(self, nodes: list[ServiceNode], middle: Callable[[], None], what: str) -> None:
+        """A held window: the nodes' frontends hold requests while every instance of the nodes
+        drains and stops, `middle` runs (an offline migration, a restore), and the nodes start
+        again and pass their gates; then the held requests are released, in order."""
+        frontends = {n.path: self._frontend(n) for n in nodes}
+        held = [fe for fe in frontends.values() if fe]
+        for fe in held:
+            self.steps.run("pause", fe, lambda fe=fe: self.proxy.pause(fe), f"pause {fe}: requests are held")  # type: ignore[union-attr]
+        try:
+            observed = self.runtime.list(self.project)
+            for node in nodes:
+                olds = [i for i in observed if i.labels.service_path == node.path]
+                self._each(lambda old, node=node: self._retire_now(frontends[node.path], node, old), olds)
+            self.steps.run(what, ",".join(n.path for n in nodes), middle)
+            for node in nodes:
+                self._batch_start(frontends[node.path], node, list(range(node.service.replicas)))
+        finally:
+            for fe in held:
+                self.steps.run("resume", fe, lambda fe=fe: self.proxy.resume(fe), f"resume {fe}: held requests released")  # type: ignore[union-attr]
+
+    def _frontend(self, node: ServiceNode) -> str | None:
+        if self.proxy is None or node.service.frontend is None:
+            return None
+        return self.steps.run("frontend", node.path, lambda: self.proxy.ensure_frontend(node))  # type: ignore[union-attr]
 
     def _replace(self, fe: str | None, node: ServiceNode, olds: list[Instance]) -> None:
         strategy = node.service.update.strategy
@@ -136,8 +161,10 @@ class Rollout:
         self._each(lambda new: self._serve(fe, node, new), news)
 
     @staticmethod
-    def _each(action, instances: list[Instance]) -> None:
+    def _each(action: Callable[[Instance], None], instances: list[Instance]) -> None:
         """Run a step for several instances at once; the first failure is raised after all ended."""
+        if not instances:
+            return
         if len(instances) == 1:
             action(instances[0])
             return

@@ -12,7 +12,9 @@ from typing import Any
 
 from hitless.engine.desired import config_hash, slot_record
 from hitless.engine.health import check_once
-from hitless.engine.plan import make_plan
+from hitless.db.snapshot import Snapshots, covered
+from hitless.engine.migrate import MigrationFailed, older_generations, run_phase
+from hitless.engine.plan import REASON_IMAGE, make_plan, plan_service
 from hitless.engine.proxyctl import ProxyControl
 from hitless.engine.rollout import GateFailed, Rollout
 from hitless.engine.steps import Emit, Event, Interrupted, StepRunner
@@ -47,6 +49,8 @@ class Request:
     images: dict[str, str] = dataclasses.field(default_factory=dict)  # service path → repo:tag
     until: str | None = None
     services: dict[str, str] = dataclasses.field(default_factory=dict)  # service path → spec JSON (rollback)
+    snapshot: int | None = None  # restore this snapshot in a held window ("restore", "rollback --restore-db")
+    snapshot_set: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The form stored in the journal."""
@@ -118,7 +122,8 @@ class Engine:
     """Runs upgrades and rollbacks of one project."""
 
     def __init__(self, tree: DesiredTree, runtime: Runtime, journal: Journal, emit: Emit,
-                 stop_requested: threading.Event | None = None):
+                 stop_requested: threading.Event | None = None, state_dir: Path | None = None):
+        self.state_dir = state_dir or tree.base_dir / ".hitless"
         self.tree = tree
         self.runtime = runtime
         self.journal = journal
@@ -153,8 +158,28 @@ class Engine:
                                "runtime (build it first; no registry is used)")
         command = f"{request.kind} {' '.join(request.paths)}".strip()
         deployment = self.journal.begin_deployment(self.tree.project, command, request.to_json())
+        if request.kind == "upgrade":
+            self._snapshot_before(tree, deployment)
         self._run(deployment, request)
         return deployment
+
+    def _snapshot_before(self, tree: DesiredTree, deployment: int) -> None:
+        """Snapshot every set whose services this run changes, before anything changes.
+        A snapshot that fails ends the run there: nothing was changed."""
+        changing = {c.service_path for c in plan_for_tree(tree, self.runtime, self._all_targets(tree)).changes
+                    if c.action != "keep"}
+        steps = StepRunner(self.journal, deployment, self.emit, self.stop_requested)
+        snapshots = Snapshots(tree, self.runtime, self.journal, self.state_dir / "snapshots")
+        for key in tree.spec.snapshots:
+            if any(n.path in changing for n in covered(tree, key)):
+                try:
+                    snap = steps.run("snapshot", key, lambda key=key: snapshots.take(key, deployment),
+                                     f"snapshot {key} before any change")
+                except BaseException as exc:
+                    self.journal.finish_deployment(deployment, "failed", f"snapshot of {key} failed: {exc}")
+                    raise
+                self.emit(Event("info", f"snapshot {snap.id} of {key}: {snap.size} bytes in {snap.path}",
+                                fields={"snapshot": snap.id, "revision": snap.revision}))
 
     # -- the run ------------------------------------------------------------------------
 
@@ -162,18 +187,30 @@ class Engine:
     def _targets(request: Request, tree: DesiredTree) -> list[ServiceNode]:
         return selected_services(tree, request.paths, request.until)
 
+    def _all_targets(self, tree: DesiredTree) -> list[ServiceNode]:
+        return tree.services()
+
     def _run(self, deployment: int, request: Request) -> None:
         tree = request.tree()
         targets = self._targets(request, tree)
         steps = StepRunner(self.journal, deployment, self.emit, self.stop_requested)
         rollout = self._rollout(tree, steps, targets)
+        done = {(s.kind, s.target) for s in self.journal.steps(deployment) if s.status == "done"}
         try:
-            order = list(reversed(targets)) if request.kind == "rollback" else targets
-            for node in order:
-                self.emit(Event("phase", f"{node.path}: {node.service.update.strategy} to {node.service.image}", target=node.path))
-                rollout.service(node)
+            if request.snapshot is not None:
+                snapshots = Snapshots(tree, self.runtime, self.journal, self.state_dir / "snapshots")
+                snap = snapshots.find(request.snapshot_set or "", request.snapshot)
+                self.emit(Event("phase", f"held window: restore snapshot {snap.id} of {snap.set_path} ({snap.created_at})"))
+                rollout.window(targets, lambda: snapshots.restore_data(snap), "restore")
+            else:
+                order = list(reversed(targets)) if request.kind == "rollback" else targets
+                for node in order:
+                    self.emit(Event("phase", f"{node.path}: {node.service.update.strategy} to {node.service.image}", target=node.path))
+                    self._converge(tree, rollout, steps, node, request.kind == "upgrade", done)
             failure = self._watch(rollout, targets)
-        except GateFailed as exc:
+            if failure is None and request.kind == "upgrade":
+                self._contract(tree, steps, targets, done)
+        except (GateFailed, MigrationFailed) as exc:
             failure = exc.lines()
         except Interrupted:
             rollout.close()
@@ -191,6 +228,34 @@ class Engine:
         else:
             good = self._good_records(tree, targets)
             self.journal.finish_deployment(deployment, "succeeded", good=good)
+
+    def _converge(self, tree: DesiredTree, rollout: Rollout, steps: StepRunner, node: ServiceNode, migrate: bool,
+                  done: set[tuple[str, str]]) -> None:
+        """One service: through an offline window when its migration needs one, else expand
+        (once per run) and its strategy."""
+        mig = node.service.migrations if migrate else None
+        changes = plan_service(node, [i for i in self.runtime.list(tree.project) if i.labels.service_path == node.path])
+        new_image = any(c.action == "create" or (c.action == "replace" and REASON_IMAGE in c.reasons) for c in changes)
+        if mig is not None and mig.offline is not None and new_image and ("offline", node.path) not in done:
+            rollout.window([node], lambda: run_phase(tree, self.runtime, node, "offline"), "offline")
+            return
+        if mig is not None and mig.expand is not None and new_image and ("expand", node.path) not in done:
+            steps.run("expand", node.path, lambda: run_phase(tree, self.runtime, node, "expand"),
+                      f"expand migration of {node.path} ({node.service.image})")
+        rollout.service(node)
+
+    def _contract(self, tree: DesiredTree, steps: StepRunner, targets: list[ServiceNode], done: set[tuple[str, str]]) -> None:
+        """Contract migrations, once no instance of an older generation remains."""
+        for node in targets:
+            mig = node.service.migrations
+            if mig is None or mig.contract is None or ("contract", node.path) in done:
+                continue
+            older = older_generations(self.runtime, tree.project, node)
+            if older:
+                raise OperationFailed(f"contract migration of {node.path} refused: older instances remain "
+                                      f"({', '.join(older)}); `hitless resume` once they are gone")
+            steps.run("contract", node.path, lambda node=node: run_phase(tree, self.runtime, node, "contract"),
+                      f"contract migration of {node.path}")
 
     def _rollout(self, tree: DesiredTree, steps: StepRunner, targets: list[ServiceNode]) -> Rollout:
         proxy = None
@@ -309,7 +374,12 @@ def rollback_request(tree: DesiredTree, runtime: Runtime, journal: Journal, base
 def plan_for(request: Request, runtime: Runtime):
     """The plan a request would carry out (printed before anything runs)."""
     tree = request.tree()
-    return make_plan(tree, runtime.list(tree.project), [s.path for s in selected_services(tree, request.paths, request.until)])
+    return plan_for_tree(tree, runtime, selected_services(tree, request.paths, request.until))
+
+
+def plan_for_tree(tree: DesiredTree, runtime: Runtime, nodes: list[ServiceNode]):
+    """The plan for some services of a tree."""
+    return make_plan(tree, runtime.list(tree.project), [s.path for s in nodes])
 def _tree_with(tree: DesiredTree, nodes: list[ServiceNode]) -> DesiredTree:
     replaced = {n.path: n for n in nodes}
 

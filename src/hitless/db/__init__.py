@@ -1,0 +1,1 @@
+"""Data in upgrades: snapshots before any change, restored on request."""

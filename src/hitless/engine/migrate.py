@@ -1,0 +1,40 @@
+"""Schema migration phases, each a one-shot job of the service's NEW image."""
+
+from __future__ import annotations
+
+from hitless.engine.jobs import run_job
+from hitless.errors import OperationFailed
+from hitless.runtime.base import Runtime
+from hitless.spec.tree import DesiredTree, ServiceNode
+
+PHASES = ("expand", "contract", "offline")
+
+
+class MigrationFailed(OperationFailed):
+    """A migration phase exited non-zero; carries its log tail."""
+
+    def __init__(self, service_path: str, phase: str, detail: str, log_tail: list[str]):
+        super().__init__(f"{phase} migration of {service_path} failed: {detail}")
+        self.phase = phase
+        self.log_tail = log_tail
+
+    def lines(self) -> list[str]:
+        return [str(self), *(f"  | {line}" for line in self.log_tail)]
+
+
+def run_phase(tree: DesiredTree, runtime: Runtime, node: ServiceNode, phase: str) -> str:
+    """Run one phase as a job of the service's image (the new version); its output."""
+    mig = node.service.migrations
+    argv = getattr(mig, phase) if mig is not None else None
+    if argv is None:
+        raise OperationFailed(f"{node.path} has no {phase} migration")
+    result = run_job(tree, runtime, node, node.service.image, tuple(argv), phase, mig.timeout)  # type: ignore[union-attr]
+    if result.exit_code != 0:
+        raise MigrationFailed(node.path, phase, f"exit code {result.exit_code}", result.output.rstrip().splitlines()[-15:])
+    return result.output
+
+
+def older_generations(runtime: Runtime, project: str, node: ServiceNode) -> list[str]:
+    """Names of the service's instances that do not run its image: contract must wait for them."""
+    return [i.name for i in runtime.list(project)
+            if i.labels.service_path == node.path and i.labels.image != node.service.image]
