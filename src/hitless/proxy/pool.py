@@ -214,8 +214,10 @@ class Pool:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None
-            waiters = [asyncio.ensure_future(self._changed.wait()),
-                       asyncio.ensure_future(self.predecessor_done.wait())]
+            waiters = [asyncio.ensure_future(self._changed.wait())]
+            if not self.predecessor_done.is_set():
+                # Only while a predecessor runs: a set event would wake this loop at once, forever.
+                waiters.append(asyncio.ensure_future(self.predecessor_done.wait()))
             _, pending = await asyncio.wait(waiters, timeout=remaining,
                                             return_when=asyncio.FIRST_COMPLETED)
             for w in pending:
