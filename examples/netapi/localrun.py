@@ -6,6 +6,9 @@
 
 Equivalent command line: cd examples/netapi && NETAPI_VERSION=1.0 HITLESS_PORT=9696
 NETAPI_DB=/tmp/netapi.db python3 -m netapi
+
+`run_migrate` runs a migration phase the same way; `create_scratch_database` and
+`drop_scratch_database` make and remove throwaway databases on the local MariaDB/PostgreSQL.
 """
 
 from __future__ import annotations
@@ -94,15 +97,37 @@ def wait_healthy(host: str, port: int, timeout: float = 10.0, popen: subprocess.
         time.sleep(0.02)
 
 
+def _child_env(version: str, db: Path, db_url: str | None, env: dict[str, str] | None) -> dict[str, str]:
+    child_env = {k: v for k, v in os.environ.items() if not k.startswith(("NETAPI_", "HITLESS_"))}
+    child_env.update({"NETAPI_VERSION": version, "NETAPI_DB": str(db), "PYTHONDONTWRITEBYTECODE": "1"})
+    if db_url:
+        child_env["NETAPI_DB_URL"] = db_url
+    child_env.update(env or {})
+    return child_env
+
+
+def run_migrate(workdir: Path, phase: str, version: str, db: Path | None = None, db_url: str | None = None,
+                env: dict[str, str] | None = None, python: str = sys.executable,
+                timeout: float = 60.0) -> subprocess.CompletedProcess:
+    """`python3 -m netapi.migrate PHASE` as netapi `version` would run it (a one-shot job)."""
+    db = db or Path(workdir) / "netapi.db"
+    return subprocess.run([python, "-m", "netapi.migrate", phase], cwd=NETAPI_DIR,
+                          env=_child_env(version, db, db_url, env), stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=timeout)
+
+
 def start_netapi(workdir: Path, version: str = "1.0", port: int | None = None, db: Path | None = None,
-                 env: dict[str, str] | None = None, python: str = sys.executable) -> NetapiProcess:
-    """Start netapi on 127.0.0.1 and wait until it is healthy. Logs go to workdir/netapi-PORT.log."""
+                 env: dict[str, str] | None = None, python: str = sys.executable,
+                 db_url: str | None = None) -> NetapiProcess:
+    """Start netapi on 127.0.0.1 and wait until it is healthy. Logs go to workdir/netapi-PORT.log.
+
+    The database is the SQLite file `db` (default workdir/netapi.db), or `db_url` when given.
+    """
     port = port or free_port()
     db = db or Path(workdir) / "netapi.db"
     log_path = Path(workdir) / f"netapi-{port}.log"
-    child_env = {k: v for k, v in os.environ.items() if not k.startswith(("NETAPI_", "HITLESS_"))}
-    child_env.update({"NETAPI_VERSION": version, "HITLESS_PORT": str(port), "NETAPI_DB": str(db),
-                      "NETAPI_BIND": "127.0.0.1", "PYTHONDONTWRITEBYTECODE": "1"})
+    child_env = _child_env(version, db, db_url, env)
+    child_env.update({"HITLESS_PORT": str(port), "NETAPI_BIND": "127.0.0.1"})
     child_env.update(env or {})
     with open(log_path, "ab") as log_file:
         popen = subprocess.Popen(netapi_argv(python), cwd=NETAPI_DIR, env=child_env,
@@ -124,3 +149,54 @@ def running_netapi(workdir: Path, **kwargs) -> Iterator[NetapiProcess]:
         yield app
     finally:
         app.stop()
+
+
+# Scratch databases on the local MariaDB and PostgreSQL servers (tests, benchmarks).
+
+MYSQL_ADMIN = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
+POSTGRES_ADMIN = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "dbname": "postgres"}
+
+
+def _admin_connection(backend: str):
+    if backend == "mysql":
+        import pymysql
+
+        return pymysql.connect(**MYSQL_ADMIN, autocommit=True, connect_timeout=3)
+    import psycopg2
+
+    conn = psycopg2.connect(**POSTGRES_ADMIN, connect_timeout=3)
+    conn.autocommit = True  # CREATE/DROP DATABASE cannot run in a transaction
+    return conn
+
+
+def create_scratch_database(backend: str, prefix: str = "netapi_test") -> str:
+    """Create a uniquely named, empty database on the local `mysql` or `postgresql` server; its URL.
+
+    Raises whatever the driver raises when the server does not answer (ImportError without the driver).
+    """
+    import uuid
+
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    conn = _admin_connection(backend)
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(f"CREATE DATABASE {name}")
+    finally:
+        conn.close()
+    if backend == "mysql":
+        return f"mysql://{MYSQL_ADMIN['user']}@{MYSQL_ADMIN['host']}:{MYSQL_ADMIN['port']}/{name}"
+    return f"postgresql://{POSTGRES_ADMIN['user']}@{POSTGRES_ADMIN['host']}:{POSTGRES_ADMIN['port']}/{name}"
+
+
+def drop_scratch_database(url: str) -> None:
+    """Drop a database made by create_scratch_database (PostgreSQL: its lingering sessions too)."""
+    backend = "mysql" if url.startswith("mysql") else "postgresql"
+    name = url.rsplit("/", 1)[1]
+    if not name.replace("_", "").isalnum():
+        raise ValueError(f"not a scratch database: {url}")
+    conn = _admin_connection(backend)
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(f"DROP DATABASE IF EXISTS {name}" + (" WITH (FORCE)" if backend == "postgresql" else ""))
+    finally:
+        conn.close()

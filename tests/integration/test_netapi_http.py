@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples" / "netapi"))
 
-from localrun import running_netapi, start_netapi  # noqa: E402
+from localrun import run_migrate, running_netapi, start_netapi  # noqa: E402
 
 
 def request(conn: http.client.HTTPConnection, method: str, path: str, body: object = None):
@@ -67,21 +67,31 @@ def test_malformed_request_line_gets_a_json_error_with_the_version(app):
 
 
 def test_2_0_differs_from_1_0_and_two_replicas_share_the_database(tmp_path):
-    with running_netapi(tmp_path, version="1.0") as v1, running_netapi(tmp_path, version="2.0") as v2:
-        c1 = http.client.HTTPConnection("127.0.0.1", v1.port, timeout=5)
-        c2 = http.client.HTTPConnection("127.0.0.1", v2.port, timeout=5)
-        try:
-            _, doc = request(c1, "POST", "/v2.0/networks", {"network": {"name": "from-1"}})
-            response, doc2 = request(c2, "GET", f"/v2.0/networks/{doc['network']['id']}")
-            assert response.getheader("X-Netapi-Version") == "2.0"
-            assert doc2["network"]["revision_number"] == 1
-            request(c2, "POST", "/v2.0/networks", {"network": {"name": "from-2"}})
-            _, listed = request(c1, "GET", "/v2.0/networks")
-            assert [n["name"] for n in listed["networks"]] == ["from-1", "from-2"]
-            assert all("revision_number" not in n for n in listed["networks"])
-        finally:
-            c1.close()
-            c2.close()
+    with running_netapi(tmp_path, version="1.0") as v1:
+        # 2.0 does not migrate at start: its expand phase runs first, as a one-shot job.
+        with pytest.raises(RuntimeError, match="too old for netapi 2.0"):
+            start_netapi(tmp_path, version="2.0")
+        expanded = run_migrate(tmp_path, "expand", "2.0")
+        assert expanded.returncode == 0, expanded.stderr
+        with running_netapi(tmp_path, version="2.0") as v2:
+            _check_side_by_side(v1, v2)
+
+
+def _check_side_by_side(v1, v2) -> None:
+    c1 = http.client.HTTPConnection("127.0.0.1", v1.port, timeout=5)
+    c2 = http.client.HTTPConnection("127.0.0.1", v2.port, timeout=5)
+    try:
+        _, doc = request(c1, "POST", "/v2.0/networks", {"network": {"name": "from-1"}})
+        response, doc2 = request(c2, "GET", f"/v2.0/networks/{doc['network']['id']}")
+        assert response.getheader("X-Netapi-Version") == "2.0"
+        assert doc2["network"]["revision_number"] == 1 and doc2["network"]["mtu"] == 1500
+        request(c2, "POST", "/v2.0/networks", {"network": {"name": "from-2"}})
+        _, listed = request(c1, "GET", "/v2.0/networks")
+        assert [n["name"] for n in listed["networks"]] == ["from-1", "from-2"]
+        assert all("revision_number" not in n for n in listed["networks"])
+    finally:
+        c1.close()
+        c2.close()
 
 
 def test_bad_configuration_exits_with_one_line(tmp_path):

@@ -14,14 +14,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples" / "netap
 
 from netapi import config as netapi_config  # noqa: E402
 from netapi.api import Api, Request  # noqa: E402
-from netapi.db import Database, schema_for  # noqa: E402
+from netapi.db import Database, SchemaError, schema  # noqa: E402
 
 
 def make_api(tmp_path: Path, version: str = "1.0", **kwargs) -> Api:
     cfg = netapi_config.Config(version=version, db_path=str(tmp_path / "n.db"))
-    db = Database(cfg.db_path, schema=schema_for(cfg.major))
+    db = Database(cfg.database_url, major=cfg.major, version=version)
     db.open()
     return Api(cfg, db, **kwargs)
+
+
+def migrate(tmp_path: Path, phase: str, version: str) -> list[str]:
+    """Run a migration phase in-process, as netapi `version`'s migrate job would."""
+    db = Database(str(tmp_path / "n.db"), major=int(version.split(".")[0]), version=version)
+    try:
+        with db.connection() as conn:
+            return schema.run_phase(conn, db.dialect, phase, db.major, version, lambda message: None)
+    finally:
+        db.close()
 
 
 def call(api: Api, method: str, target: str, body: object = None, headers: dict | None = None):
@@ -57,7 +67,7 @@ def test_network_crud_and_filters(tmp_path):
     net = doc["network"]
     assert net["name"] == "a" and net["admin_state_up"] is False and net["status"] == "ACTIVE"
     assert net["subnets"] == [] and net["shared"] is False and net["tenant_id"] == net["project_id"]
-    assert "revision_number" not in net
+    assert "revision_number" not in net and "mtu" not in net
     _, b = call(api, "POST", "/v2.0/networks", {"network": {"name": "b", "shared": True}})
     assert [n["name"] for n in call(api, "GET", "/v2.0/networks")[1]["networks"]] == ["a", "b"]
     assert [n["name"] for n in call(api, "GET", "/v2.0/networks?name=b")[1]["networks"]] == ["b"]
@@ -110,41 +120,56 @@ def test_healthcheck_reports_draining(tmp_path):
     assert api.handle(Request("GET", "/healthcheck", {}, b"")).status == 503
 
 
-def test_version_2_adds_revision_numbers_and_runs_on_1_0_data(tmp_path):
+def test_version_2_needs_expand_then_runs_beside_1_0(tmp_path):
     old = make_api(tmp_path, "1.0")
-    created = call(old, "POST", "/v2.0/networks", {"network": {"name": "old"}})[1]["network"]
+    created = call(old, "POST", "/v2.0/networks", {"network": {"name": "old", "mtu": 9000}})[1]["network"]
+    assert "mtu" not in created  # 1.0 knows no MTU and ignores it
+    with pytest.raises(SchemaError, match="too old for netapi 2.0.*migrate expand"):
+        make_api(tmp_path, "2.0")
+    assert migrate(tmp_path, "expand", "2.0") == ["2.0_expand"]
     new = make_api(tmp_path, "2.0")
-    assert new.db.schema == 2
-    assert call(new, "GET", f"/v2.0/networks/{created['id']}")[1]["network"]["revision_number"] == 1
-    updated = call(new, "PUT", f"/v2.0/networks/{created['id']}", {"network": {"name": "x"}})[1]["network"]
-    assert updated["revision_number"] == 2
+    assert new.db.revision == "2.0_expand"
+    shown = call(new, "GET", f"/v2.0/networks/{created['id']}")[1]["network"]
+    assert (shown["revision_number"], shown["mtu"], shown["project_id"]) == (1, 1500, "netapi")
+    updated = call(new, "PUT", f"/v2.0/networks/{created['id']}", {"network": {"name": "x", "mtu": 1450}})[1]["network"]
+    assert (updated["revision_number"], updated["mtu"]) == (2, 1450)
+    status, jumbo = call(new, "POST", "/v2.0/networks", {"network": {"name": "jumbo", "mtu": 9000}},
+                         headers={"X-Project-Id": "p2"})
+    assert status == 201 and jumbo["network"]["mtu"] == 9000 and jumbo["network"]["tenant_id"] == "p2"
+    assert call(new, "POST", "/v2.0/networks", {"network": {"mtu": 10}})[0] == 400
     aliases = {e["alias"] for e in call(new, "GET", "/v2.0/extensions")[1]["extensions"]}
-    assert "standard-attr-revisions" in aliases
-    assert "standard-attr-revisions" not in {e["alias"] for e in call(old, "GET", "/v2.0/extensions")[1]["extensions"]}
-    # A rollback: 1.0 keeps working on the schema 2.0 left behind.
-    rolled_back = make_api(tmp_path, "1.0")
-    assert rolled_back.db.schema == 2
-    assert call(rolled_back, "POST", "/v2.0/networks", {"network": {"name": "again"}})[0] == 201
-    assert "revision_number" not in call(rolled_back, "GET", "/v2.0/networks?name=x")[1]["networks"][0]
+    assert {"standard-attr-revisions", "net-mtu"} <= aliases
+    old_aliases = {e["alias"] for e in call(old, "GET", "/v2.0/extensions")[1]["extensions"]}
+    assert not {"standard-attr-revisions", "net-mtu"} & old_aliases
+    # 1.0 keeps working on the expanded schema and sees 2.0's rows (a rollback would be this).
+    assert call(old, "POST", "/v2.0/networks", {"network": {"name": "again"}})[0] == 201
+    listed = call(old, "GET", "/v2.0/networks?tenant_id=p2")[1]["networks"]
+    assert [n["name"] for n in listed] == ["jumbo"] and "mtu" not in listed[0]
+    assert [n["name"] for n in call(new, "GET", "/v2.0/networks?project_id=netapi")[1]["networks"]] == ["x", "again"]
 
 
-def test_concurrent_migrations_apply_once(tmp_path):
+def test_concurrent_bootstraps_and_migrations_apply_each_revision_once(tmp_path):
     path = str(tmp_path / "n.db")
     errors = []
 
-    def open_db():
+    def run(work):
         try:
-            Database(path, schema=2).open()
+            work()
         except Exception as exc:  # collected, asserted below
             errors.append(exc)
 
-    threads = [threading.Thread(target=open_db) for _ in range(4)]
+    def open_2_0():
+        Database(path, major=2).open()
+
+    threads = [threading.Thread(target=run, args=(open_2_0,)) for _ in range(4)]
+    threads += [threading.Thread(target=run, args=(lambda: migrate(tmp_path, "contract", "2.0"),)) for _ in range(2)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     assert errors == []
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert sorted(r[0] for r in conn.execute("SELECT revision FROM schema_migrations")) == [
+        "1.0_base", "2.0_contract", "2.0_expand"]
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     conn.close()

@@ -1,6 +1,7 @@
 """netapi: a small Neutron-like network API, the demo service hitless upgrades.
 
-Standard library only: images carry nothing but a python3 interpreter.
+Standard library only, except the database driver a MariaDB (PyMySQL) or PostgreSQL
+(psycopg2) URL needs; SQLite needs nothing but a python3 interpreter.
 Run it as `python3 -m netapi` from the directory that holds this package.
 """
 

@@ -25,13 +25,13 @@ EXTENSIONS = [
     ("external-net", "Neutron external network", "Adds external network attribute to network resource."),
     ("availability_zone", "Availability Zone", "The availability zone extension."),
     ("network_availability_zone", "Network Availability Zone", "Availability zone support for network."),
-    ("net-mtu", "Network MTU", "Provides MTU attribute for a network resource."),
     ("port-security", "Port Security", "Provides port security."),
     ("standard-attr-description", "standard-attr-description", "Extension to add descriptions to standard attributes."),
     ("standard-attr-timestamp", "Resource timestamps", "Adds created_at and updated_at fields to all Neutron resources."),
 ]
-# 2.0 adds revision numbers to networks, and says so like Neutron does.
+# 2.0 adds MTUs and revision numbers to networks, and says so like Neutron does.
 EXTENSIONS_2 = [
+    ("net-mtu", "Network MTU", "Provides MTU attribute for a network resource."),
     ("standard-attr-revisions", "Resource revision numbers", "This extension will display the revision number of neutron resources."),
 ]
 
@@ -168,8 +168,8 @@ class Api:
 
     def _network_view(self, record: dict, fields: list[str] | None = None) -> dict:
         view = {
-            "id": record["id"], "name": record["name"], "tenant_id": record["tenant_id"],
-            "project_id": record["tenant_id"], "admin_state_up": record["admin_state_up"], "mtu": record["mtu"],
+            "id": record["id"], "name": record["name"], "tenant_id": record["project_id"],
+            "project_id": record["project_id"], "admin_state_up": record["admin_state_up"],
             "status": record["status"], "subnets": [], "shared": record["shared"],
             "availability_zone_hints": [], "availability_zones": ["nova"],
             "ipv4_address_scope": None, "ipv6_address_scope": None, "router:external": False,
@@ -177,7 +177,8 @@ class Api:
             "tags": [], "created_at": record["created_at"], "updated_at": record["updated_at"],
         }
         if self.config.major >= 2:
-            view["revision_number"] = record.get("revision_number", 1)
+            view["mtu"] = record["mtu"]
+            view["revision_number"] = record["revision_number"]
         if fields:
             view = {k: v for k, v in view.items() if k in fields}
         return view
@@ -192,7 +193,9 @@ class Api:
         return document.get(key, {})
 
     def _network_attributes(self, body: dict) -> dict:
-        checks: dict[str, type] = {"name": str, "description": str, "admin_state_up": bool, "shared": bool, "mtu": int}
+        checks: dict[str, type] = {"name": str, "description": str, "admin_state_up": bool, "shared": bool}
+        if self.config.major >= 2:
+            checks["mtu"] = int  # 1.0 knows no MTU and ignores it, like other unknown attributes
         attrs = {}
         for key, kind in checks.items():
             if key not in body:

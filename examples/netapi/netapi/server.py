@@ -26,9 +26,10 @@ import uuid
 
 from netapi import config as config_module
 from netapi.api import Api, Request, Response, error_response
-from netapi.db import Database, schema_for
+from netapi.db import Database, SchemaError, UrlError
 
 IDLE, BUSY = "idle", "busy"
+EXIT_SCHEMA = 3  # the database's schema revision is not one this version runs on
 KEEPALIVE_GRACE = 0.25  # seconds an idle connection may stay open once draining
 
 
@@ -304,17 +305,33 @@ def _close_if_idle(handler: Handler) -> bool:
     return True
 
 
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 def main() -> int:
     try:
         cfg = config_module.from_env()
     except config_module.ConfigError as exc:
         log(str(exc))
         return 2
-    db = Database(cfg.db_path, schema=schema_for(cfg.major))
+    try:
+        db = Database(cfg.database_url, major=cfg.major, version=cfg.version, log=log)
+    except UrlError as exc:
+        log(str(exc))
+        return 2
+    where = db.url.redacted()
     try:
         db.open()
+    except SchemaError as exc:
+        # The schema is not one this version works with: refuse to serve rather than fail requests.
+        log(f"refusing to start on {where}: {exc}")
+        db.close()
+        return EXIT_SCHEMA
     except Exception as exc:
-        log(f"cannot open database {cfg.db_path}: {exc}")
+        log(f"cannot open database {where}: {_one_line(exc)}")
+        db.close()
         return 1
     server_ref: list[Server] = []
     api = Api(cfg, db, draining=lambda: bool(server_ref) and server_ref[0].draining)
@@ -327,8 +344,8 @@ def main() -> int:
     signal.signal(signal.SIGTERM, server.request_stop)
     signal.signal(signal.SIGINT, server.request_stop)
     host, port = server.server_address[:2]
-    log(f"version {cfg.version} listening on {host}:{port} db={cfg.db_path} "
-        f"(schema {db.schema}) pid={os.getpid()}")
+    log(f"version {cfg.version} listening on {host}:{port} db={where} "
+        f"(schema {db.revision}) pid={os.getpid()}")
     try:
         return server.run()
     finally:
