@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Build the demo images netapi:1.0 and netapi:2.0 locally, without any registry.
+"""Build the demo images netapi:1.0, netapi:2.0 and netapi:3.0 locally, without any registry.
 
-    python3 examples/netapi/build_images.py [--versions 1.0 2.0]
+    python3 examples/netapi/build_images.py [--versions 1.0 2.0 3.0]
 
 The base image is python:3.11-slim when the engine has or can pull it, otherwise one made with
 debootstrap (cached in /var/cache/hitless; the first build takes about a minute, later ones
@@ -23,7 +23,7 @@ HERE = Path(__file__).resolve().parent
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--versions", nargs="+", default=["1.0", "2.0"], metavar="VERSION")
+    parser.add_argument("--versions", nargs="+", default=["1.0", "2.0", "3.0"], metavar="VERSION")
     args = parser.parse_args(argv)
     started = time.monotonic()
 

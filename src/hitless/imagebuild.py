@@ -1,10 +1,11 @@
 """Build images on a machine that reaches no container registry.
 
 A base image with python3 is `python:3.11-slim` when the engine has it or can pull it, otherwise
-one made here: `debootstrap --variant=minbase --include=python3` from the Debian mirror apt
-already uses, tarred into a cache directory and `docker import`ed. The rootfs tarball stays in the
-cache, so a lost image is re-imported in seconds instead of re-running debootstrap; a lock file
-keeps two concurrent builds from running debootstrap twice.
+one made here: `debootstrap --variant=minbase --include=python3,python3-pymysql,python3-psycopg2`
+from the Debian mirror apt already uses, tarred into a cache directory and `docker import`ed
+(netapi's database drivers come from Debian: that image has no pip). The rootfs tarball stays in
+the cache, so a lost image is re-imported in seconds instead of re-running debootstrap; a lock
+file keeps two concurrent builds from running debootstrap twice.
 
 Images on top of it are built with the docker SDK from a Dockerfile; a failed build becomes one
 line that names the failing step and ends with its output.
@@ -28,8 +29,11 @@ from typing import Any
 from hitless.errors import BadInput, OperationFailed, RuntimeUnavailable
 
 OFFICIAL_BASE = "python:3.11-slim"
-LOCAL_BASE = "hitless/python3-base:bookworm"
 SUITE = "bookworm"
+# The tag is the cache key: change it (and the tarball's name with it) whenever BASE_PACKAGES
+# changes, so that an image or tarball made from the old list is never reused.
+LOCAL_BASE = "hitless/python3-base:bookworm-2"
+BASE_PACKAGES = ("python3", "python3-pymysql", "python3-psycopg2")
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 DEFAULT_CACHE_DIR = Path(os.environ.get("HITLESS_CACHE_DIR", "/var/cache/hitless"))
 PULL_FIRST_ANSWER_TIMEOUT = 5.0  # seconds to wait for the registry's first answer
@@ -167,7 +171,8 @@ def _debootstrap_rootfs_tarball(tarball: Path, mirror: str, progress: Progress) 
     scratch = Path(tempfile.mkdtemp(prefix="rootfs-", dir=tarball.parent))
     try:
         rootfs = scratch / "rootfs"
-        argv = ["debootstrap", "--variant=minbase", "--include=python3", SUITE, str(rootfs), mirror]
+        include = f"--include={','.join(BASE_PACKAGES)}"
+        argv = ["debootstrap", "--variant=minbase", include, SUITE, str(rootfs), mirror]
         progress(f"running {' '.join(argv)}")
         try:
             done = subprocess.run(argv, capture_output=True, text=True, timeout=DEBOOTSTRAP_TIMEOUT)
@@ -228,8 +233,9 @@ def ensure_base_image(
             return OFFICIAL_BASE
         progress(f"{OFFICIAL_BASE} cannot be pulled; making {LOCAL_BASE} with debootstrap")
     cache = Path(cache_dir) if cache_dir is not None else DEFAULT_CACHE_DIR
-    tarball = cache / f"python3-base-{SUITE}.tar"
-    with _file_lock(cache / f"python3-base-{SUITE}.lock"):
+    key = LOCAL_BASE.rpartition(":")[2]
+    tarball = cache / f"python3-base-{key}.tar"
+    with _file_lock(cache / f"python3-base-{key}.lock"):
         if _has_image(client, LOCAL_BASE):  # another process built it while we waited
             return LOCAL_BASE
         if not tarball.is_file():
@@ -311,7 +317,7 @@ def build_versioned_images(
 
 def build_netapi_images(
     client: Any,
-    versions: Sequence[str] = ("1.0", "2.0"),
+    versions: Sequence[str] = ("1.0", "2.0", "3.0"),
     context_dir: str | os.PathLike[str] | None = None,
     progress: Progress = _quiet,
 ) -> list[str]:

@@ -1,4 +1,4 @@
-"""Local images without a registry: the python3 base, netapi:1.0 and netapi:2.0, run in Docker."""
+"""Local images without a registry: the python3 base, netapi:1.0, 2.0 and 3.0, run in Docker."""
 
 from __future__ import annotations
 
@@ -66,11 +66,18 @@ def test_cached_rootfs_tarball_is_reimported_without_debootstrap(tmp_path, monke
         raise AssertionError("debootstrap must not run when the tarball is cached")
 
     monkeypatch.setattr(imagebuild, "_debootstrap_rootfs_tarball", no_debootstrap)
-    tarball = tmp_path / "python3-base-bookworm.tar"
+    stale = tmp_path / "python3-base-bookworm.tar"  # from before the base had database drivers
+    stale.write_bytes(b"an old tarball")
+    tarball = tmp_path / "python3-base-bookworm-2.tar"
     tarball.write_bytes(b"not really a tarball")
-    client = FakeClient(set())
+    client = FakeClient({"hitless/python3-base:bookworm"})
     assert imagebuild.ensure_base_image(client, cache_dir=tmp_path, try_official=False) == imagebuild.LOCAL_BASE
-    assert client.imported == [(str(tarball), "hitless/python3-base", "bookworm")]
+    assert client.imported == [(str(tarball), "hitless/python3-base", "bookworm-2")]
+
+
+def test_the_debootstrap_base_carries_the_database_drivers():
+    assert imagebuild.LOCAL_BASE == "hitless/python3-base:bookworm-2"
+    assert {"python3", "python3-pymysql", "python3-psycopg2"} <= set(imagebuild.BASE_PACKAGES)
 
 
 # With Docker.
@@ -78,8 +85,8 @@ def test_cached_rootfs_tarball_is_reimported_without_debootstrap(tmp_path, monke
 @pytest.fixture(scope="module")
 def netapi_images(docker_client):
     started = time.monotonic()
-    ids = imagebuild.build_netapi_images(docker_client, ("1.0", "2.0"))
-    assert len(ids) == 2 and all(i.startswith("sha256:") for i in ids)
+    ids = imagebuild.build_netapi_images(docker_client, ("1.0", "2.0", "3.0"))
+    assert len(ids) == 3 and all(i.startswith("sha256:") for i in ids)
     print(f"netapi images ready in {time.monotonic() - started:.1f} s")
     return ids
 
@@ -126,7 +133,7 @@ def test_base_image_is_cached(docker_client):
 
 
 def test_netapi_images_answer_with_their_version(docker_client, netapi_images, containers):
-    for version in ("1.0", "2.0"):
+    for version in ("1.0", "2.0", "3.0"):
         _, ip = run_netapi(docker_client, containers, version)
         conn = http.client.HTTPConnection(ip, 9696, timeout=5)
         conn.request("GET", "/")
