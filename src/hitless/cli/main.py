@@ -14,7 +14,7 @@ from hitless import __version__
 from hitless.errors import ExitStatus, HitlessError
 
 # Modules under hitless.cli, in the order their commands appear in --help.
-COMMAND_MODULES = ("validate", "plan", "up", "upgrade", "snapshots", "status", "down", "demo", "proxy")
+COMMAND_MODULES = ("validate", "plan", "up", "upgrade", "snapshots", "status", "down", "probe", "demo", "proxy")
 
 
 def build_parser() -> argparse.ArgumentParser:
