@@ -23,9 +23,9 @@ from tests.support.neutron import NeutronCycle
 pytestmark = pytest.mark.docker
 
 MIGRATE = "[python3, -m, netapi.migrate, {phase}]"
-ONLINE = "migrations: {{expand: " + MIGRATE.format(phase="expand") + ", contract: " + MIGRATE.format(phase="contract") \
-    + ", status: " + MIGRATE.format(phase="status") + "}}"
-OFFLINE = "migrations: {{offline: " + MIGRATE.format(phase="offline") + ", status: " + MIGRATE.format(phase="status") + "}}"
+ONLINE = "migrations: {expand: " + MIGRATE.format(phase="expand") + ", contract: " + MIGRATE.format(phase="contract") \
+    + ", status: " + MIGRATE.format(phase="status") + "}"
+OFFLINE = "migrations: {offline: " + MIGRATE.format(phase="offline") + ", status: " + MIGRATE.format(phase="status") + "}"
 
 SQLITE = """
 project: {project}
@@ -232,3 +232,23 @@ def test_restore_brings_the_data_back_exactly(db_project):
     assert load.failures() == []
     listing = json.loads(p.cli("snapshots", "--json").stdout)
     assert [s["id"] for s in listing] == [snapshot["id"]]
+
+
+def test_rollback_across_a_contract_needs_and_gets_the_snapshot(db_project):
+    """After 2.0's contract, 1.0 cannot run on the schema: `rollback --restore-db` returns the
+    data to the snapshot taken before the upgrade, in a held window, and 1.0 serves it."""
+    p = db_project(SQLITE)
+    assert p.cli("up").returncode == 0
+    conn = http.client.HTTPConnection("127.0.0.1", p.port, timeout=30)
+    conn.request("POST", "/v2.0/networks", body=json.dumps({"network": {"name": "before"}}))
+    assert conn.getresponse().status == 201
+    conn.close()
+    before = p.networks()
+    p.write("2.0", ONLINE)
+    assert p.cli("upgrade").returncode == 0
+    with Load("127.0.0.1", p.port, workers=1) as load:
+        result = p.cli("rollback", "netapi", "--restore-db")
+    assert result.returncode == 0, result.stderr
+    assert p.images() == {"netapi:1.0"}
+    assert p.networks() == before
+    assert load.failures() == []

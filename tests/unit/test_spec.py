@@ -120,6 +120,7 @@ def test_every_mistake_is_reported_with_its_yaml_path():
      "sets.b.network.ports: overlaps the range of a"),
     ("project: p\nsets: {a: {image: 'a:1', network: {port: 80}, update: {strategy: blue-green}}}", "sets.a.update.strategy: input should be"),
     ("project: p\n  sets: x: y", "invalid YAML"),
+    ("project: p\nsets: {a: {{b: 1}: 2}}", "invalid YAML: a key must be a plain value, not a dict"),
 ])
 def test_single_mistakes(text, problem):
     with pytest.raises(SpecError) as caught:
