@@ -143,11 +143,12 @@ class Probe:
         sessions: list[aiohttp.ClientSession] = []
         clients: list[Awaitable[None]] = []
         for w in self.workloads:
-            for mode in w.modes:
+            for index, mode in enumerate(w.modes):
                 if w.rate is not None:
                     session = self._session(mode, limit=0)
                     sessions.append(session)
-                    clients.append(self._open_loop(w, mode, session, w.rate / len(w.modes)))
+                    # Interleaved: the modes' schedules together send one request every 1/rate s.
+                    clients.append(self._open_loop(w, mode, session, w.rate / len(w.modes), index / w.rate))
                     continue
                 for _ in range(w.concurrency):
                     session = self._session(mode, limit=1)
@@ -214,8 +215,9 @@ class Probe:
             if await self._pause_until(began + w.period):
                 return
 
-    async def _open_loop(self, w: Workload, mode: str, session: aiohttp.ClientSession, rate: float) -> None:
-        period, began = 1.0 / rate, time.monotonic()
+    async def _open_loop(self, w: Workload, mode: str, session: aiohttp.ClientSession, rate: float,
+                         offset: float = 0.0) -> None:
+        period, began = 1.0 / rate, time.monotonic() + offset
         for n in itertools.count():
             if await self._pause_until(began + n * period):
                 return

@@ -74,8 +74,10 @@ def build_report(records: Sequence[Record], steps: Iterable[Any] = (), meta: Map
         "meta": meta,
         "definitions": {**DEFINITIONS, "gap_s": gap, "bucket_s": bucket},
         "origin": iso(origin),
+        "origin_epoch": origin,  # exact (the ISO times are rounded to the millisecond)
         "bucket_s": bucket,
-        "upgrade": {"started_at": iso(began), "finished_at": iso(ended), "start": rel(began), "end": rel(ended),
+        "upgrade": {"started_at": iso(began), "finished_at": iso(ended), "started_epoch": began, "finished_epoch": ended,
+                    "start": rel(began), "end": rel(ended),
                     "seconds": round(ended - began, 3) if began is not None and ended is not None else None},
         "summary": stats.summarize(records, gap),
         "phases": {name: stats.summarize(part, gap) for name, part in parts.items()},
