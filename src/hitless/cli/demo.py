@@ -1,65 +1,283 @@
-"""`hitless demo`: the netapi showcase, on Docker when an engine answers, else on local processes.
+"""`hitless demo`: netapi 1.0 → 2.0 upgraded twice under the same probe load, side by side:
+(a) the Kolla way — HAProxy with kolla-ansible's settings, per replica `docker stop` (10 s, then
+SIGKILL) and start the new image — and (b) `hitless upgrade`. Prints a table of what users saw
+and the path of both reports; removes everything it started.
 
-For now it builds (or reuses) the netapi images, deploys 2 replicas with `up`, shows the status,
-sends a request to each replica, and cleans up after itself (unless --keep).
+The demo runs the netapi example (examples/netapi/hitless.yaml) as its own project,
+`hitless-demo`, with its own state and data under examples/netapi/.hitless/demo/, so it never
+touches a deployment of the example itself; its volumes are removed at the end.
 """
 
 from __future__ import annotations
 
 import argparse
-import http.client
+import contextlib
+import datetime as dt
+import shutil
+import socket
 import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
 
-from hitless.cli.common import console, open_context, reporter
+import yaml
+from rich.table import Table
+
+from hitless.cli.common import console, process_images, reporter, state_dir
 from hitless.cli.progress import make_progress
-from hitless.cli.status import render
 from hitless.engine.converge import down, up
-from hitless.engine.status import observe
-from hitless.errors import ExitStatus
+from hitless.engine.upgrade import Engine, Request
+from hitless.errors import BadInput, ExitStatus, OperationFailed
 from hitless.imagebuild import NETAPI_CONTEXT, build_netapi_images
+from hitless.probe.kolla import KollaWay, ensure_haproxy
+from hitless.probe.load import Workload
+from hitless.probe.report import ReportPaths, write_report
+from hitless.probe.session import ProbeResult, ProbeSession
+from hitless.runtime.select import open_runtime
+from hitless.spec import DesiredTree, parse_spec
+from hitless.state.journal import Journal
+from hitless.state.lock import ProjectLock
+
+PROJECT = "hitless-demo"
+OLD, NEW = "1.0", "2.0"
+STEADY = 3.0  # seconds of load before each upgrade
+AFTER = 2.0  # and after it
+LONG_SECONDS = 15.0  # a "snapshot" takes this long: longer than Docker's 10 s stop timeout
+DEMO_DIR = NETAPI_CONTEXT / ".hitless" / "demo"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("demo", help="deploy the netapi demo service and show it")
+    parser = sub.add_parser("demo", help="upgrade netapi 1.0 → 2.0 the Kolla way and with hitless, under load, side by side")
     parser.add_argument("--runtime", choices=("auto", "docker", "process"), default="auto",
-                        help="where the demo runs (default: Docker when an engine answers)")
-    parser.add_argument("--keep", action="store_true", help="leave the demo running (remove it with `hitless down`)")
-    parser.set_defaults(func=run, spec_file=str(NETAPI_CONTEXT / "hitless.yaml"))
+                        help="where the demo runs (default: Docker when an engine answers, else local processes)")
+    parser.add_argument("--keep", action="store_true",
+                        help="leave the hitless deployment running on 2.0 (remove it with `hitless down -f FILE`, "
+                             "FILE as printed)")
+    parser.set_defaults(func=run)
 
 
-def _ask(address: str) -> str:
-    host, port = address.rsplit(":", 1)
-    conn = http.client.HTTPConnection(host, int(port), timeout=5)
+def demo_load(url: str) -> list[Workload]:
+    """What users do to the API during both upgrades: services polling on keep-alive connections
+    and command-line clients on new connections (4 + 4 GET clients), the seeds' `network create`
+    / `network delete` loop (2 CLI clients, a pair every 0.5 s each), and one long operation
+    (a 15 s snapshot) started every second."""
+    return [Workload(f"{url}/v2.0/networks", "get", concurrency=4, modes=("new", "keep"), interval=0.02),
+            Workload(url, "neutron-cycle", concurrency=2, modes=("new",)),
+            Workload(url, "long", concurrency=1, modes=("new",), rate=1.0, long_seconds=LONG_SECONDS)]
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def migrations_for(kind: str) -> dict[str, list[str]]:
+    """netapi's own migration commands (its README), as each runtime runs a command: Docker
+    replaces the image's CMD; the process runtime appends to the image's entrypoint."""
+    if kind == "docker":
+        return {phase: ["python3", "-m", "netapi.migrate", phase] for phase in ("expand", "contract", "status")}
+    return {phase: ["migrate", phase] for phase in ("expand", "contract", "status")}
+
+
+def demo_spec(example: str, runtime_kind: str) -> tuple[str, list[str], str]:
+    """The demo's spec from the example's: its own project and volume names, image workdirs made
+    absolute (the demo's base dir is elsewhere), the frontend on 9696 unless that is taken, and
+    netapi's migrations when the example declares none (2.0 refuses a 1.0 schema).
+    Returns (spec text, volume names, frontend listen address)."""
+    raw = yaml.safe_load(example)
+    raw["project"] = PROJECT
+    raw.pop("runtime", None)
+    for image in (raw.get("images") or {}).values():
+        image["workdir"] = str((NETAPI_CONTEXT / image.get("workdir", ".")).resolve())
+    service = raw["sets"]["netapi"]["api"]
+    volumes, renamed = [], {}
+    for i, volume in enumerate(service.get("volumes") or []):
+        source, sep, rest = str(volume).partition(":")
+        if sep and not source.startswith(("/", ".")):
+            renamed[source] = f"{PROJECT}-{source}"
+            service["volumes"][i] = f"{renamed[source]}:{rest}"
+            volumes.append(renamed[source])
+    for snapshot in (raw.get("snapshots") or {}).values():  # they name volumes too
+        for driver in snapshot.values() if isinstance(snapshot, dict) else ():
+            if isinstance(driver, dict) and driver.get("volume") in renamed:
+                driver["volume"] = renamed[driver["volume"]]
+    service.setdefault("migrations", migrations_for(runtime_kind))
+    host, _, port = service["frontend"]["listen"].rpartition(":")
+    if not _free(int(port)):
+        service["frontend"]["listen"] = f"{host}:{_free_port()}"
+    return yaml.safe_dump(raw, sort_keys=False), volumes, service["frontend"]["listen"]
+
+
+@contextlib.contextmanager
+def _measured(workloads: list[Workload], on_stop: Callable[[ProbeResult], None]) -> Iterator[ProbeSession]:
+    """A probe around a block; stopped (its in-flight long requests given 1 s) whatever happens."""
+    probe = ProbeSession(workloads=workloads, grace=1.0).start()
     try:
-        conn.request("GET", "/v2.0/networks")
-        response = conn.getresponse()
-        response.read()
-        return f"{response.status}, X-Netapi-Version: {response.getheader('X-Netapi-Version')}"
+        yield probe
     finally:
-        conn.close()
+        on_stop(probe.stop())
+
+
+def kolla_way(runtime, tree: DesiredTree, out: Path, say: Callable[[str], None]) -> tuple[ReportPaths, dict[str, Any]]:
+    """Upgrade (a): HAProxy and `docker stop`, measured."""
+    node = next(n for n in tree.services() if n.path == "netapi/api")
+    mig = node.service.migrations
+    migrations = {p: tuple(getattr(mig, p)) for p in ("expand", "contract") if mig is not None and getattr(mig, p)}
+    kolla = KollaWay(runtime, project=f"{PROJECT}-kolla", replicas=node.service.replicas, note=say)
+    held: dict[str, Any] = {}
+    try:
+        kolla.start(f"netapi:{OLD}")
+        say(f"(a) the Kolla way: HAProxy on {kolla.url} (check inter 2000 rise 2 fall 5, redispatch, retries 3), "
+            f"{kolla.replicas} replicas on host networking; per replica: stop (10 s, then SIGKILL), start {NEW}")
+        with _measured(demo_load(kolla.url), lambda r: held.update(result=r)) as probe:
+            time.sleep(STEADY)
+            began = probe.now()
+            held["steps"] = kolla.upgrade(f"netapi:{NEW}", clock=probe.now, migrations=migrations)
+            ended = probe.now()
+            time.sleep(AFTER)
+    finally:
+        kolla.close()
+    meta = {"title": f"netapi {OLD} → {NEW}, the Kolla way", "target": kolla.url, "runtime": runtime.kind,
+            "command": "per replica: docker stop (10 s) + start the new image, behind HAProxy",
+            "upgrade_started_at": began, "upgrade_finished_at": ended}
+    return _report(out / "kolla", held, meta)
+
+
+def hitless_way(runtime, journal: Journal, tree: DesiredTree, spec_text: str, spec_file: Path, listen: str,
+                out: Path, keep: bool, say: Callable[[str], None]) -> tuple[ReportPaths, dict[str, Any]]:
+    """Upgrade (b): `hitless upgrade`, measured."""
+    progress = make_progress(False)
+    held: dict[str, Any] = {}
+    try:
+        up(tree, runtime, journal, (), progress)
+        url = f"http://{listen}"
+        say(f"(b) hitless: its proxy on {url}, 2 replicas; `hitless upgrade --image netapi/api=netapi:{NEW}` "
+            "(start new, gate, switch, drain old, stop it gracefully)")
+        request = Request(kind="upgrade", spec_text=spec_text, source=str(spec_file), base_dir=str(tree.base_dir),
+                          images={"netapi/api": f"netapi:{NEW}"})
+        with _measured(demo_load(url), lambda r: held.update(result=r)) as probe:
+            time.sleep(STEADY)
+            began = probe.now()
+            deployment = Engine(tree, runtime, journal, progress).run(request)
+            ended = probe.now()
+            time.sleep(AFTER)
+        held["steps"] = journal.steps(deployment)
+    finally:
+        if not keep:
+            _teardown(tree, runtime, progress)
+        progress.close()
+    meta = {"title": f"netapi {OLD} → {NEW} with hitless upgrade", "target": url, "runtime": runtime.kind,
+            "command": f"hitless upgrade --image netapi/api=netapi:{NEW}", "deployment": deployment,
+            "upgrade_started_at": began, "upgrade_finished_at": ended}
+    return _report(out / "hitless", held, meta)
+
+
+def _teardown(tree: DesiredTree, runtime, progress) -> None:
+    """Remove the demo's instances at once (the measurement is over: the probe's last long
+    requests need not finish), then `down` stops the proxy and clears the rest."""
+    for inst in runtime.list(tree.project):
+        runtime.remove(inst.id)
+    down(tree, runtime, (), progress)
+
+
+def _report(folder: Path, held: dict[str, Any], meta: dict[str, Any]) -> tuple[ReportPaths, dict[str, Any]]:
+    paths = write_report(folder, held["result"], held.get("steps", ()), meta)
+    import json
+
+    return paths, json.loads(paths.json.read_text())
+
+
+def _cell(report: dict[str, Any], row: str) -> str:
+    s, during = report["summary"], report["phases"]["during"]
+    if row == "requests":
+        return f"{s['requests']:,}"
+    if row == "failed":
+        return str(s["failed"])
+    if row == "window":
+        return f"{s['longest_window_s']:.2f} s ({s['windows']} burst{'s' if s['windows'] != 1 else ''})" if s["windows"] else "none"
+    if row == "p99":
+        p99 = during["latency_ms"]["p99"]
+        return "—" if p99 is None else f"{p99:.1f} ms"
+    if row == "cut":
+        return "none" if s["longest_cut_ms"] is None else f"{s['longest_cut_ms'] / 1000:.1f} s"
+    return f"{report['upgrade']['seconds']:.1f} s"
+
+
+def table(kolla: dict[str, Any], hitless: dict[str, Any]) -> Table:
+    """The side-by-side table."""
+    out = Table(title=f"netapi {OLD} → {NEW} under the same load", title_justify="left")
+    out.add_column("")
+    out.add_column("Kolla way (HAProxy, docker stop)", justify="right")
+    out.add_column("hitless upgrade", justify="right")
+    for row, label in (("requests", "requests"), ("failed", "failed"), ("window", "unavailability window"),
+                       ("p99", "p99 during"), ("cut", "longest request cut"), ("took", "upgrade took")):
+        out.add_row(label, _cell(kolla, row), _cell(hitless, row))
+    return out
+
+
+def _remove_volumes(runtime, names: list[str]) -> None:
+    for name in names:
+        try:
+            if runtime.kind == "docker":
+                import docker.errors
+
+                try:
+                    runtime.client.volumes.get(name).remove(force=True)
+                except docker.errors.NotFound:
+                    pass
+            else:
+                shutil.rmtree(runtime.volume_path(name), ignore_errors=True)
+        except Exception as exc:  # cleaning up: say what is left, carry on
+            reporter("warning", f"could not remove volume {name}: {exc}")
 
 
 def run(args: argparse.Namespace) -> int:
     began = time.monotonic()
-    with open_context(args, lock="demo") as ctx:
-        if ctx.runtime.kind == "docker":
-            reporter("info", "building (or reusing) the netapi images; the first build makes a Debian base (~1 min)")
-            build_netapi_images(ctx.runtime.client, progress=lambda line: reporter("info", line))
-        progress = make_progress(False)
+    example = NETAPI_CONTEXT / "hitless.yaml"
+    if not example.is_file():
+        raise BadInput(f"the netapi example is not at {example} (hitless demo runs from a source checkout)")
+    say = lambda line: reporter("info", line)  # noqa: E731
+    DEMO_DIR.mkdir(parents=True, exist_ok=True)
+    with ProjectLock(DEMO_DIR / ".hitless", "demo"):
+        probe_tree = parse_spec(example.read_text(encoding="utf-8"), str(example), DEMO_DIR)
+        runtime = open_runtime(args.runtime, DEMO_DIR / ".hitless" / "process", process_images(probe_tree))
         try:
-            up(ctx.tree, ctx.runtime, ctx.journal, (), progress)
-            services = observe(ctx.tree, ctx.runtime)
-            console.print(render(ctx.tree.project, ctx.runtime.kind, services))
-            for inst in (i for s in services for i in s.instances if i.address):
-                console.print(f"GET http://{inst.address}/v2.0/networks → {_ask(inst.address)}", markup=False, soft_wrap=True)
-            for node in ctx.tree.services():
-                if node.service.frontend is not None:
-                    listen = node.service.frontend.listen
-                    console.print(f"GET http://{listen}/v2.0/networks (the frontend) → {_ask(listen)}", markup=False, soft_wrap=True)
-        finally:
+            say(f"runtime: {runtime.kind}" + (" (a Docker engine answers)" if runtime.kind == "docker" else
+                                              " (local processes: no Docker engine answers)"))
+            spec_text, volumes, listen = demo_spec(example.read_text(encoding="utf-8"), runtime.kind)
+            spec_file = DEMO_DIR / "hitless.yaml"
+            spec_file.write_text(spec_text, encoding="utf-8")
+            tree = parse_spec(spec_text, str(spec_file), DEMO_DIR)
+            if runtime.kind == "docker":
+                say("building (or reusing) the netapi images; the first build makes a Debian base (~1 min)")
+                build_netapi_images(runtime.client, versions=(OLD, NEW), progress=say)  # type: ignore[attr-defined]
+            ensure_haproxy(say)
+            out = DEMO_DIR / "reports" / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+            with Journal(state_dir(tree) / "state.db") as journal:
+                if runtime.list(PROJECT):
+                    say("removing a demo deployment left running by an earlier demo")
+                    _teardown(tree, runtime, make_progress(False))
+                _remove_volumes(runtime, volumes)  # every run starts from an empty 1.0 database
+                kolla_paths, kolla = kolla_way(runtime, tree, out, say)
+                hitless_paths, hitless = hitless_way(runtime, journal, tree, spec_text, spec_file, listen, out,
+                                                     args.keep, say)
             if not args.keep:
-                down(ctx.tree, ctx.runtime, (), progress)
-            progress.close()
-    console.print(f"demo done in {time.monotonic() - began:.1f}s on the {ctx.runtime.kind} runtime"
-                  + (" (left running: `hitless down -f examples/netapi/hitless.yaml`)" if args.keep else ""))
+                _remove_volumes(runtime, volumes)
+        finally:
+            runtime.close()
+    console.print(table(kolla, hitless))
+    console.print(f"reports: {kolla_paths.html}\n         {hitless_paths.html}", markup=False, soft_wrap=True)
+    console.print(f"demo done in {time.monotonic() - began:.0f}s on the {runtime.kind} runtime"
+                  + (f" (left running: `hitless down -f {spec_file}`)" if args.keep else ""), markup=False, soft_wrap=True)
+    if hitless["summary"]["failed"]:
+        raise OperationFailed(f"hitless upgrade: {hitless['summary']['failed']} request(s) failed; see {hitless_paths.html}")
     return ExitStatus.OK
