@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 need=()
 command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
 [ -x /bin/busybox ] || need+=(busybox-static)
+[ -x /usr/bin/chromium ] || need+=(chromium)  # the report's browser test renders report.html headless
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
