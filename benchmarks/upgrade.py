@@ -36,6 +36,7 @@ sets:
       health: {{http: /healthcheck, interval: 1s, timeout: 1s, start_period: 30s, rise: 2, fall: 3}}
       update: {{strategy: start-first, min_ready: 1s, watch: 5s}}
       frontend: {{listen: "127.0.0.1:{port}"}}
+      migrations: {{expand: [python3, -m, netapi.migrate, expand]}}
 """
 
 

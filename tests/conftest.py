@@ -6,15 +6,9 @@ CI must run it.
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
-
-def _skip_or_fail(reason: str) -> None:
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(f"{reason} (CI=true: this test must run)")
-    pytest.skip(reason)
+from tests.support.skips import skip_or_fail
 
 
 @pytest.fixture(scope="session")
@@ -26,7 +20,7 @@ def docker_client():
         client = docker.from_env(timeout=120)
         client.ping()
     except Exception as exc:  # any failure means: no engine here
-        _skip_or_fail(f"no Docker engine answers: {exc}")
+        skip_or_fail(f"no Docker engine answers: {exc}")
     yield client
     client.close()
 

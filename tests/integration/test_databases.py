@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import _skip_or_fail
 from tests.support.load import Load
 from tests.support.neutron import NeutronCycle
+from tests.support.skips import skip_or_fail
 
 pytestmark = pytest.mark.docker
 
@@ -135,7 +135,7 @@ def mariadb_database():
 
     probe = sql("SELECT 1")
     if probe.returncode != 0:
-        _skip_or_fail(f"MariaDB does not answer on 127.0.0.1:3306: {probe.stderr.strip()}")
+        skip_or_fail(f"MariaDB does not answer on 127.0.0.1:3306: {probe.stderr.strip()}")
     assert sql(f"CREATE DATABASE {name}").returncode == 0
     yield name
     sql(f"DROP DATABASE IF EXISTS {name}")

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.skips import skip_or_fail
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples" / "netapi"))
 
 from localrun import (  # noqa: E402
@@ -31,12 +33,6 @@ from localrun import (  # noqa: E402
 )
 
 
-def _skip_or_fail(reason: str) -> None:
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(f"{reason} (CI=true: this test must run)")
-    pytest.skip(reason)
-
-
 @pytest.fixture(params=["sqlite", "mariadb", "postgresql"])
 def db_url(request, tmp_path):
     """An empty database of each kind, as a NETAPI_DB_URL."""
@@ -47,7 +43,7 @@ def db_url(request, tmp_path):
     try:
         url = create_scratch_database(backend)
     except Exception as exc:  # no driver, no server: nothing to test against
-        _skip_or_fail(f"{request.param} does not answer on 127.0.0.1: {exc}")
+        skip_or_fail(f"{request.param} does not answer on 127.0.0.1: {exc}")
     try:
         yield url
     finally:

@@ -37,6 +37,7 @@ sets:
       stop: {{signal: SIGTERM, grace: 10m}}
       update: {{strategy: {strategy}, min_ready: 500ms, watch: 2s}}
       frontend: {{listen: "127.0.0.1:{port}"}}
+      migrations: {{expand: [python3, -m, netapi.migrate, expand]}}
 """
 
 

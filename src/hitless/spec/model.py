@@ -270,10 +270,14 @@ class Service(_Strict):
 
 
 class ProcessImage(_Strict):
-    """What an image reference means to the process runtime: a command line and its environment."""
+    """What an image reference means to the process runtime: a command line and its environment.
 
-    entrypoint: Argv
-    command: Argv = ()
+    As in Docker, the instance runs `entrypoint + command`, and a service's (or a job's)
+    `command` replaces the image's.
+    """
+
+    entrypoint: Argv = ()
+    command: Argv = Field(default=(), description="the default command, replaced by a service's `command` as in Docker")
     environment: Annotated[dict[str, str], BeforeValidator(_environment_values)] = Field(default_factory=dict)
     workdir: str | None = Field(default=None, description="relative to the spec file's directory")
 

@@ -259,6 +259,9 @@ def plan(state: State, phase: str, major: int, version: str) -> tuple[list[Revis
     if phase not in MAY_RUN:
         raise SchemaError(f"unknown phase {phase!r} (one of {', '.join(PHASES)})")
     newer = state.unknown_to(major)
+    if newer and incompatibility(state, major, version) is None:
+        # An older version (a rollback) on a newer schema it still runs on: nothing to do.
+        return [], None
     if newer:
         raise SchemaError(f"schema revision {newer[-1]} is newer than netapi {version} knows: "
                           f"this image cannot migrate it")
