@@ -9,6 +9,7 @@ writers first and starts them after (a held window).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sqlite3
@@ -177,4 +178,9 @@ class Snapshots:
         assert mig is not None and mig.status is not None
         result = run_job(self.tree, self.runtime, node, image, mig.status, "status", mig.timeout)
         lines = result.output.strip().splitlines()
-        return lines[-1] if result.exit_code == 0 and lines else f"unknown (status exited {result.exit_code})"
+        if result.exit_code != 0 or not lines:
+            return f"unknown (status exited {result.exit_code})"
+        try:  # a JSON status line names its revision; anything else is kept as printed
+            return str(json.loads(lines[-1])["revision"])
+        except (ValueError, KeyError, TypeError):
+            return lines[-1]
