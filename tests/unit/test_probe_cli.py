@@ -67,3 +67,11 @@ def test_error_classes_name_what_the_user_saw():
     assert classify(asyncio.TimeoutError()) == "timeout"
     assert classify(aiohttp.ClientPayloadError("cut")) == "truncated"
     assert classify(ValueError("x")) == "ValueError"
+
+
+def test_target_url_of_a_frontend():
+    from hitless.probe import target_url
+
+    assert target_url("0.0.0.0:9696") == "http://127.0.0.1:9696/"
+    assert target_url("127.0.0.1:9696", "/v2.0/networks") == "http://127.0.0.1:9696/v2.0/networks"
+    assert target_url(":80") == "http://127.0.0.1:80/"

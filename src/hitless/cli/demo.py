@@ -216,7 +216,7 @@ def table(kolla: dict[str, Any], hitless: dict[str, Any]) -> Table:
     """The side-by-side table."""
     out = Table(title=f"netapi {OLD} → {NEW} under the same load", title_justify="left")
     out.add_column("")
-    out.add_column("Kolla way (HAProxy, docker stop)", justify="right")
+    out.add_column("Kolla way (HAProxy, stop-first)", justify="right")
     out.add_column("hitless upgrade", justify="right")
     for row, label in (("requests", "requests"), ("failed", "failed"), ("window", "unavailability window"),
                        ("p99", "p99 during"), ("cut", "longest request cut"), ("took", "upgrade took")):
@@ -248,18 +248,23 @@ def run(args: argparse.Namespace) -> int:
     say = lambda line: reporter("info", line)  # noqa: E731
     DEMO_DIR.mkdir(parents=True, exist_ok=True)
     with ProjectLock(DEMO_DIR / ".hitless", "demo"):
-        probe_tree = parse_spec(example.read_text(encoding="utf-8"), str(example), DEMO_DIR)
-        runtime = open_runtime(args.runtime, DEMO_DIR / ".hitless" / "process", process_images(probe_tree))
+        # The example as it is (its image workdirs relative to it) tells the process runtime
+        # what an image means; the demo's own spec depends on the runtime chosen.
+        example_tree = parse_spec(example.read_text(encoding="utf-8"), str(example), NETAPI_CONTEXT)
+        runtime = open_runtime(args.runtime, DEMO_DIR / ".hitless" / "process", process_images(example_tree))
         try:
-            say(f"runtime: {runtime.kind}" + (" (a Docker engine answers)" if runtime.kind == "docker" else
-                                              " (local processes: no Docker engine answers)"))
+            why = "as asked" if args.runtime != "auto" else (
+                "a Docker engine answers" if runtime.kind == "docker" else "no Docker engine answers")
+            say(f"runtime: {runtime.kind}" + (" (Docker containers" if runtime.kind == "docker" else " (local processes")
+                + f": {why})")
             spec_text, volumes, listen = demo_spec(example.read_text(encoding="utf-8"), runtime.kind)
             spec_file = DEMO_DIR / "hitless.yaml"
             spec_file.write_text(spec_text, encoding="utf-8")
             tree = parse_spec(spec_text, str(spec_file), DEMO_DIR)
             if runtime.kind == "docker":
                 say("building (or reusing) the netapi images; the first build makes a Debian base (~1 min)")
-                build_netapi_images(runtime.client, versions=(OLD, NEW), progress=say)  # type: ignore[attr-defined]
+                build_netapi_images(runtime.client, versions=(OLD, NEW),  # type: ignore[attr-defined]
+                                    progress=lambda line: None if line.startswith("Step ") else say(line))
             ensure_haproxy(say)
             out = DEMO_DIR / "reports" / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
             with Journal(state_dir(tree) / "state.db") as journal:

@@ -16,7 +16,7 @@ of `hitless demo`).
 from hitless.probe.load import SCENARIOS, Workload
 from hitless.probe.records import Record, StepSpan
 from hitless.probe.report import ReportPaths, build_report, load_records, write_report
-from hitless.probe.session import ProbeResult, ProbeSession
+from hitless.probe.session import ProbeResult, ProbeSession, target_url
 
 __all__ = ["SCENARIOS", "ProbeResult", "ProbeSession", "Record", "ReportPaths", "StepSpan", "Workload",
-           "build_report", "load_records", "write_report"]
+           "build_report", "load_records", "target_url", "write_report"]

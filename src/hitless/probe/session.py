@@ -34,6 +34,13 @@ class ProbeResult:
                 "workloads": self.workloads, "abandoned": self.abandoned, "missed": self.missed}
 
 
+def target_url(listen: str, path: str = "/") -> str:
+    """The URL a probe uses for a frontend's listen address ("0.0.0.0:9696" → loopback)."""
+    host, _, port = listen.rpartition(":")
+    host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "[::]": "[::1]", "::": "[::1]"}.get(host, host)
+    return f"http://{host}:{port}{path}"
+
+
 def _loop_factory():
     try:
         import uvloop
