@@ -80,18 +80,10 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def migrations_for(kind: str) -> dict[str, list[str]]:
-    """netapi's own migration commands (its README), as each runtime runs a command: Docker
-    replaces the image's CMD; the process runtime appends to the image's entrypoint."""
-    if kind == "docker":
-        return {phase: ["python3", "-m", "netapi.migrate", phase] for phase in ("expand", "contract", "status")}
-    return {phase: ["migrate", phase] for phase in ("expand", "contract", "status")}
-
-
-def demo_spec(example: str, runtime_kind: str) -> tuple[str, list[str], str]:
-    """The demo's spec from the example's: its own project and volume names, image workdirs made
-    absolute (the demo's base dir is elsewhere), the frontend on 9696 unless that is taken, and
-    netapi's migrations when the example declares none (2.0 refuses a 1.0 schema).
+def demo_spec(example: str) -> tuple[str, list[str], str]:
+    """The demo's spec from the example's: its own project and volume names (snapshots follow
+    the rename), image workdirs made absolute (the demo's base dir is elsewhere), and the frontend
+    on 9696 unless that is taken. Both upgrades run the example's migrations.
     Returns (spec text, volume names, frontend listen address)."""
     raw = yaml.safe_load(example)
     raw["project"] = PROJECT
@@ -110,7 +102,6 @@ def demo_spec(example: str, runtime_kind: str) -> tuple[str, list[str], str]:
         for driver in snapshot.values() if isinstance(snapshot, dict) else ():
             if isinstance(driver, dict) and driver.get("volume") in renamed:
                 driver["volume"] = renamed[driver["volume"]]
-    service.setdefault("migrations", migrations_for(runtime_kind))
     host, _, port = service["frontend"]["listen"].rpartition(":")
     if not _free(int(port)):
         service["frontend"]["listen"] = f"{host}:{_free_port()}"
@@ -257,7 +248,7 @@ def run(args: argparse.Namespace) -> int:
                 "a Docker engine answers" if runtime.kind == "docker" else "no Docker engine answers")
             say(f"runtime: {runtime.kind}" + (" (Docker containers" if runtime.kind == "docker" else " (local processes")
                 + f": {why})")
-            spec_text, volumes, listen = demo_spec(example.read_text(encoding="utf-8"), runtime.kind)
+            spec_text, volumes, listen = demo_spec(example.read_text(encoding="utf-8"))
             spec_file = DEMO_DIR / "hitless.yaml"
             spec_file.write_text(spec_text, encoding="utf-8")
             tree = parse_spec(spec_text, str(spec_file), DEMO_DIR)
