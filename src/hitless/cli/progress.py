@@ -4,6 +4,7 @@ otherwise, or one JSON object per line with --json."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 import threading
 import time
@@ -11,12 +12,13 @@ from typing import Callable
 
 from rich.console import Console
 from rich.live import Live
-from rich.table import Table
+from rich.text import Text
+from rich.tree import Tree
 
 from hitless.engine.steps import Event
 
 _STYLE = {"warning": "bold yellow", "error": "bold red", "phase": "bold cyan"}
-_STATUS = {"started": "[yellow]…[/]", "done": "[green]✓[/]", "failed": "[bold red]✗[/]"}
+_GLYPH = {"started": ("…", "yellow"), "done": ("✓", "green"), "failed": ("✗", "bold red")}
 
 
 class PlainProgress:
@@ -55,27 +57,41 @@ class JsonProgress:
 
 
 class LiveProgress:
-    """A live table of what each instance is doing, with phases, warnings and errors above it."""
+    """A live tree of sets and services, each instance with its generation, step and state;
+    phases, warnings and errors are printed above it."""
 
     def __init__(self) -> None:
         self.console = Console(stderr=True, highlight=False)
-        self._rows: dict[str, tuple[str, str, str]] = {}
+        self._rows: dict[str, dict[str, tuple[str, str, str]]] = {}  # service → target → (step, status, since)
         self._lock = threading.Lock()
         self._live = Live(self._render(), console=self.console, refresh_per_second=8, transient=True)
         self._live.start()
 
-    def _render(self) -> Table:
-        table = Table(box=None, show_header=True, header_style="bold")
-        for column in ("target", "step", "", "since"):
-            table.add_column(column)
-        for target, (step, status, since) in list(self._rows.items())[-20:]:
-            table.add_row(target, step, _STATUS.get(status, status), since)
-        return table
+    def _render(self) -> Tree:
+        root = Tree(Text("hitless", style="bold"))
+        branches: dict[str, Tree] = {"": root}
+
+        def branch(path: str) -> Tree:
+            if path not in branches:
+                parent, _, name = path.rpartition("/")
+                branches[path] = branch(parent).add(Text(name, style="bold cyan"))
+            return branches[path]
+
+        for service, targets in self._rows.items():
+            node = branch(service)
+            for target, (step, status, since) in targets.items():
+                generation = re.search(r"-g(\d+)$", target)
+                node.add(Text.assemble(
+                    (target, ""), (f"  g{generation.group(1)}" if generation else "", "magenta"),
+                    (f"  {step} ", ""), _GLYPH.get(status, (status, "")), (f"  {since}", "dim")))
+        return root
 
     def __call__(self, event: Event) -> None:
         with self._lock:
             if event.kind == "step" and event.target:
-                self._rows[event.target] = (event.step or "", event.status or "", time.strftime("%H:%M:%S"))
+                service = event.fields.get("service", "")
+                self._rows.setdefault(service, {})[event.target] = (
+                    event.step or "", event.status or "", time.strftime("%H:%M:%S"))
                 if event.status == "failed":
                     self.console.print(event.message, style="bold red", markup=False)
             else:
@@ -83,7 +99,7 @@ class LiveProgress:
             self._live.update(self._render())
 
     def close(self) -> None:
-        """Stop the live view, leaving the final table printed."""
+        """Stop the live view, leaving the final tree printed."""
         with self._lock:
             self._live.stop()
             self.console.print(self._render())

@@ -100,7 +100,7 @@ class Rollout:
             self.finish_retiring()
         finally:
             if fe and self.proxy.is_paused(fe):  # type: ignore[union-attr]
-                self.steps.run("resume", fe, lambda: self.proxy.resume(fe))  # type: ignore[union-attr]
+                self.steps.run("resume", fe, lambda: self.proxy.resume(fe), service=node.path)  # type: ignore[union-attr]
 
     def window(self, nodes: list[ServiceNode], middle: Callable[[], None], what: str) -> None:
         """A held window: the nodes' frontends hold requests while every instance of the nodes
@@ -125,7 +125,7 @@ class Rollout:
     def _frontend(self, node: ServiceNode) -> str | None:
         if self.proxy is None or node.service.frontend is None:
             return None
-        return self.steps.run("frontend", node.path, lambda: self.proxy.ensure_frontend(node))  # type: ignore[union-attr]
+        return self.steps.run("frontend", node.path, lambda: self.proxy.ensure_frontend(node), service=node.path)  # type: ignore[union-attr]
 
     def _replace(self, fe: str | None, node: ServiceNode, olds: list[Instance]) -> None:
         strategy = node.service.update.strategy
@@ -146,12 +146,12 @@ class Rollout:
                 self._batch_start(fe, node, [o.labels.slot for o in batch])
         else:  # recreate: hold requests at the proxy while the singleton is replaced
             if fe:
-                self.steps.run("pause", fe, lambda: self.proxy.pause(fe), f"pause {fe}: requests are held")  # type: ignore[union-attr]
+                self.steps.run("pause", fe, lambda: self.proxy.pause(fe), f"pause {fe}: requests are held", node.path)  # type: ignore[union-attr]
             for old in olds:
                 self._retire_now(fe, node, old)
                 self._batch_start(fe, node, [old.labels.slot])
             if fe:
-                self.steps.run("resume", fe, lambda: self.proxy.resume(fe), f"resume {fe}: held requests released")  # type: ignore[union-attr]
+                self.steps.run("resume", fe, lambda: self.proxy.resume(fe), f"resume {fe}: held requests released", node.path)  # type: ignore[union-attr]
 
     # -- steps ---------------------------------------------------------------------------
 
@@ -184,7 +184,7 @@ class Rollout:
             self.journal.record_slot(self.steps.deployment_id, slot_record(node, instance), "start")
             return instance
 
-        new = self.steps.run("start", f"{node.path}/{slot}", start, f"start {node.path} slot {slot} ({node.service.image})")
+        new = self.steps.run("start", f"{node.path}/{slot}", start, f"start {node.path} slot {slot} ({node.service.image})", node.path)
         self.started.append((node, new))
         self.steps.info(f"{new.name} started: generation {new.labels.generation}", instance=new.name,
                         generation=new.labels.generation, service=node.path, slot=slot)
@@ -200,7 +200,7 @@ class Rollout:
                 self._discard(node, inst)
                 raise GateFailed(inst.name, node.path, result.detail, tail)
 
-        self.steps.run("gate", inst.name, gate, f"health gate of {inst.name}")
+        self.steps.run("gate", inst.name, gate, f"health gate of {inst.name}", node.path)
 
     def _stays_ready(self, node: ServiceNode, inst: Instance) -> CheckResult:
         """The minimum ready time: healthy at every check for `update.min_ready` seconds."""
@@ -223,7 +223,7 @@ class Rollout:
         health = node.service.health
         timeout = health.start_period + health.interval * (health.rise + health.fall) + 10
         self.steps.run("proxy-add", current.name, lambda: self.proxy.add_and_wait_ready(fe, current, timeout),  # type: ignore[union-attr]
-                       f"add {current.name} to {fe} and wait until ready")
+                       f"add {current.name} to {fe} and wait until ready", node.path)
 
     def _retire_later(self, fe: str | None, node: ServiceNode, old: Instance) -> None:
         """Drain, stop and remove in the background: a long request on the old instance does not
@@ -242,7 +242,7 @@ class Rollout:
         stop = node.service.stop
         if fe:
             drained = self.steps.run("drain", old.name, lambda: self.proxy.drain_and_forget(fe, old.name, stop.kill_after),  # type: ignore[union-attr]
-                                     f"drain {old.name}: no new requests, in-flight ones finish")
+                                     f"drain {old.name}: no new requests, in-flight ones finish", node.path)
             if not drained:
                 self.steps.warning(f"{old.name}: requests still in flight after {stop.kill_after:.0f}s of draining")
         self._stop(old, stop)
@@ -265,8 +265,9 @@ class Rollout:
                 self.steps.warning(f"{inst.name} was SIGKILLed at its ceiling of {stop.kill_after:.0f}s: in-flight work was cut")
 
         if self.runtime.get(inst.id) is not None:
-            self.steps.run("stop", inst.name, stop_it, f"stop {inst.name} with {stop.signal} (grace {stop.grace:.0f}s)")
-            self.steps.run("remove", inst.name, lambda: self.runtime.remove(inst.id))
+            service = inst.labels.service_path
+            self.steps.run("stop", inst.name, stop_it, f"stop {inst.name} with {stop.signal} (grace {stop.grace:.0f}s)", service)
+            self.steps.run("remove", inst.name, lambda: self.runtime.remove(inst.id), service=service)
 
 
 def _batches(items: list[Instance], size: int) -> list[list[Instance]]:

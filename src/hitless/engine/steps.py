@@ -57,20 +57,22 @@ class StepRunner:
             raise Interrupted(f"stopped between steps as asked; the run is resumable: `hitless resume` "
                               f"(deployment {self.deployment_id})")
 
-    def run(self, step: str, target: str, action: Callable[[], T], message: str = "") -> T:
-        """Journal the step, run it, journal how it ended; events before and after."""
+    def run(self, step: str, target: str, action: Callable[[], T], message: str = "", service: str | None = None) -> T:
+        """Journal the step, run it, journal how it ended; events before and after. `service`
+        names the service the step belongs to, for progress views."""
         self.check()
         seq = self.journal.step_started(self.deployment_id, step, target, message)
-        self.emit(Event("step", message or f"{step} {target}", "started", step, target, seq))
+        fields = {"service": service} if service else {}
+        self.emit(Event("step", message or f"{step} {target}", "started", step, target, seq, fields))
         try:
             result = action()
         except BaseException as exc:
             detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             self.journal.step_finished(self.deployment_id, seq, False, detail[:500])
-            self.emit(Event("step", f"{step} {target} failed: {detail}", "failed", step, target, seq))
+            self.emit(Event("step", f"{step} {target} failed: {detail}", "failed", step, target, seq, fields))
             raise
         self.journal.step_finished(self.deployment_id, seq, True)
-        self.emit(Event("step", message or f"{step} {target}", "done", step, target, seq))
+        self.emit(Event("step", message or f"{step} {target}", "done", step, target, seq, fields))
         return result
 
     def info(self, message: str, **fields: Any) -> None:

@@ -241,7 +241,7 @@ class Engine:
             return
         if mig is not None and mig.expand is not None and new_image and ("expand", node.path) not in done:
             steps.run("expand", node.path, lambda: run_phase(tree, self.runtime, node, "expand"),
-                      f"expand migration of {node.path} ({node.service.image})")
+                      f"expand migration of {node.path} ({node.service.image})", node.path)
         rollout.service(node)
 
     def _contract(self, tree: DesiredTree, steps: StepRunner, targets: list[ServiceNode], done: set[tuple[str, str]]) -> None:
@@ -255,7 +255,7 @@ class Engine:
                 raise OperationFailed(f"contract migration of {node.path} refused: older instances remain "
                                       f"({', '.join(older)}); `hitless resume` once they are gone")
             steps.run("contract", node.path, lambda node=node: run_phase(tree, self.runtime, node, "contract"),
-                      f"contract migration of {node.path}")
+                      f"contract migration of {node.path}", node.path)
 
     def _rollout(self, tree: DesiredTree, steps: StepRunner, targets: list[ServiceNode]) -> Rollout:
         proxy = None
