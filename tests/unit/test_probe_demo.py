@@ -82,3 +82,10 @@ def test_haproxy_has_kolla_settings():
     for line in ("option redispatch", "retries 3", "balance roundrobin", "timeout connect 10s",
                  "check inter 2000 rise 2 fall 5"):
         assert line in config
+
+
+def test_only_the_newest_reports_are_kept(tmp_path):
+    for name in ("20260101-000000", "20260102-000000", "20260103-000000"):
+        (tmp_path / name).mkdir()
+    demo._prune(tmp_path, 2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["20260102-000000", "20260103-000000"]

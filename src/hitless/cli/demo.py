@@ -43,6 +43,7 @@ STEADY = 3.0  # seconds of load before each upgrade
 AFTER = 2.0  # and after it
 LONG_SECONDS = 15.0  # a "snapshot" takes this long: longer than Docker's 10 s stop timeout
 DEMO_DIR = NETAPI_CONTEXT / ".hitless" / "demo"
+KEEP_REPORTS = 10  # runs whose reports are kept (each holds every request: a few MB)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -215,6 +216,13 @@ def table(kolla: dict[str, Any], hitless: dict[str, Any]) -> Table:
     return out
 
 
+def _prune(folder: Path, keep: int) -> None:
+    """Remove all but the newest `keep` runs' reports."""
+    runs = sorted((p for p in folder.glob("*") if p.is_dir()), key=lambda p: p.name)
+    for old in runs[: max(0, len(runs) - keep)]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
 def _remove_volumes(runtime, names: list[str]) -> None:
     for name in names:
         try:
@@ -258,6 +266,7 @@ def run(args: argparse.Namespace) -> int:
                                     progress=lambda line: None if line.startswith("Step ") else say(line))
             ensure_haproxy(say)
             out = DEMO_DIR / "reports" / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+            _prune(DEMO_DIR / "reports", KEEP_REPORTS - 1)
             with Journal(state_dir(tree) / "state.db") as journal:
                 if runtime.list(PROJECT):
                     say("removing a demo deployment left running by an earlier demo")

@@ -92,8 +92,9 @@ def render_html(report: dict[str, Any]) -> str:
 <div class="sub">{subtitle}</div>
 <div class="cards">{cards}</div>
 <h2>Timeline</h2>
-<p class="sub">Requests per second by the version that answered (failures in red), latency, and the engine's steps;
-the upgrade is shaded. Time in seconds from the start of the probe.</p>
+<p class="sub">Requests per second by the version that answered, failures in red (bars: when the requests were sent;
+✕: when each failure was seen, at the height of how long it had run), latency, and the engine's steps; the upgrade
+is shaded. Time in seconds from the start of the probe.</p>
 {render_svg(report)}
 <h2>Before, during and after the upgrade</h2>
 <table id="phases"><tr><th>phase</th><th>requests</th><th>failed</th><th>p50</th><th>p99</th><th>max</th><th>req/s</th><th>versions</th></tr>
