@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import json
 import shutil
 import socket
 import time
@@ -139,7 +140,7 @@ def kolla_way(runtime, tree: DesiredTree, out: Path, say: Callable[[str], None])
     finally:
         kolla.close()
     meta = {"title": f"netapi {OLD} → {NEW}, the Kolla way", "target": kolla.url, "runtime": runtime.kind,
-            "command": "per replica: docker stop (10 s) + start the new image, behind HAProxy",
+            "command": "per replica: stop (SIGTERM, SIGKILL at 10 s: docker stop) and start the new image, behind HAProxy",
             "upgrade_started_at": began, "upgrade_finished_at": ended}
     return _report(out / "kolla", held, meta)
 
@@ -183,8 +184,6 @@ def _teardown(tree: DesiredTree, runtime, progress) -> None:
 
 def _report(folder: Path, held: dict[str, Any], meta: dict[str, Any]) -> tuple[ReportPaths, dict[str, Any]]:
     paths = write_report(folder, held["result"], held.get("steps", ()), meta)
-    import json
-
     return paths, json.loads(paths.json.read_text())
 
 
