@@ -20,7 +20,8 @@ from hitless.db.snapshot import covered
 from hitless.cli.plan import render
 from hitless.cli.progress import make_progress
 from hitless.engine.steps import Event
-from hitless.engine.upgrade import Engine, Request, plan_for, rollback_request
+from hitless.engine.upgrade import Engine, Request, plan_for, rollback_request, selected_services
+from hitless.probe import SCENARIOS, ProbeSession, target_url, write_report
 from hitless.errors import BadInput, ExitStatus
 from hitless.spec.load import DEFAULT_SPEC
 
@@ -34,6 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="use this image for a service instead of the spec's (repeatable)")
     up.add_argument("--until", metavar="STAGE", help="stop after this set or service; run again to continue")
     up.add_argument("--dry-run", action="store_true", help="print the plan and stop")
+    up.add_argument("--probe", choices=SCENARIOS, metavar="SCENARIO",
+                    help=f"measure what users see through the upgrade ({', '.join(SCENARIOS)}); "
+                         "writes a report to .hitless/reports/<deployment>/")
     up.set_defaults(func=run_upgrade)
 
     resume = sub.add_parser("resume", help="finish (or finish rolling back) an upgrade that was killed or interrupted")
@@ -143,11 +147,39 @@ def _execute(args: argparse.Namespace, kind: str) -> int:
             if plan.is_noop and request.snapshot is None:
                 progress(Event("info", "nothing to do: everything runs as asked"))
                 return ExitStatus.OK
-            deployment = engine.run(request)
+            if getattr(args, "probe", None):
+                deployment = _run_probed(ctx, engine, request, args.probe, progress)
+            else:
+                deployment = engine.run(request)
             progress(Event("phase", f"{kind} done (deployment {deployment})"))
             return ExitStatus.OK
     finally:
         progress.close()
+
+
+def _run_probed(ctx, engine: Engine, request: Request, scenario: str, progress) -> int:
+    """Run the upgrade under the probe's load, and write the report whatever the outcome."""
+    fronted = [n for n in selected_services(request.tree(), request.paths, request.until) if n.service.frontend]
+    if not fronted:
+        raise BadInput("--probe needs a service with a frontend among those upgraded")
+    url = target_url(fronted[0].service.frontend.listen)  # type: ignore[union-attr]
+    progress(Event("info", f"probe: {scenario} load on {url}"))
+    with ProbeSession(url, scenario) as probe:
+        began = probe.now()
+        try:
+            return engine.run(request)
+        finally:
+            ended = probe.now()
+            probe.stop()
+            deployment = ctx.journal.deployments(ctx.tree.project, 1)[0].id
+            paths = write_report(state_dir(ctx.tree) / "reports" / str(deployment), probe.result,
+                                 ctx.journal.steps(deployment),
+                                 {"title": f"{ctx.tree.project}: upgrade (deployment {deployment})",
+                                  "runtime": ctx.runtime.kind, "scenario": scenario,
+                                  "upgrade_started_at": began, "upgrade_finished_at": ended})
+            failed = sum(1 for r in probe.result.records if not r.ok)
+            progress(Event("phase", f"probe: {len(probe.result.records)} requests, {failed} failed; "
+                                    f"report {paths.html}", fields={"report": str(paths.json)}))
 
 
 def run_upgrade(args: argparse.Namespace) -> int:
