@@ -14,4 +14,5 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 python3 -m pip install -q -e '.[test]'
-exec python3 -m pytest "$@"
+# Two workers, a test file each at a time: files that share a deployment stay together.
+exec python3 -m pytest -n 2 --dist loadfile "$@"

@@ -180,3 +180,19 @@ def make_launch():
 
     make.project = project  # type: ignore[attr-defined]
     return make
+
+
+@pytest.fixture
+def project(tmp_path, docker_client, netapi_images):
+    """Make netapi deployments (tests.support.project.Project) that are torn down afterwards."""
+    from tests.support.project import Project
+
+    made: list[Project] = []
+
+    def make(template: str | None = None, **fields) -> Project:
+        made.append(Project(tmp_path, docker_client, **({"template": template} if template else {}), **fields))
+        return made[-1]
+
+    yield make
+    for p in made:
+        p.cleanup()

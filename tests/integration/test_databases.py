@@ -6,18 +6,15 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
-import socket
 import subprocess
-import sys
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 
 from tests.support.load import Load
 from tests.support.neutron import NeutronCycle
+from tests.support.project import Project, free_port
 from tests.support.skips import skip_or_fail
 
 pytestmark = pytest.mark.docker
@@ -66,66 +63,6 @@ sets:
 """
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class DbProject:
-    def __init__(self, folder: Path, docker_client, template: str, **extra: str):
-        self.folder, self.docker, self.template = folder, docker_client, template
-        self.name = f"hldb-{uuid.uuid4().hex[:8]}"
-        self.port = free_port()
-        self.extra = extra
-        self.write("1.0")
-
-    def write(self, tag: str, migrations: str = "") -> None:
-        (self.folder / "hitless.yaml").write_text(self.template.format(
-            project=self.name, tag=tag, port=self.port, migrations=migrations, **self.extra))
-
-    def cli(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "hitless", *args, "--runtime", "docker"], cwd=self.folder,
-                              capture_output=True, text=True, timeout=timeout, env={**os.environ, "COLUMNS": "200"})
-
-    def events(self, *args: str) -> tuple[int, list[dict]]:
-        result = self.cli(*args, "--json")
-        return result.returncode, [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
-
-    def containers(self) -> list:
-        return self.docker.containers.list(all=True, filters={"label": f"io.hitless.project={self.name}"})
-
-    def images(self) -> set[str]:
-        return {c.labels["io.hitless.image"] for c in self.containers()}
-
-    def networks(self) -> list[dict]:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        conn.request("GET", "/v2.0/networks")
-        body = json.loads(conn.getresponse().read())
-        conn.close()
-        return body["networks"]
-
-    def cleanup(self) -> None:
-        self.cli("down", timeout=120)
-        for c in self.containers() + self.docker.containers.list(all=True, filters={"label": f"io.hitless.project={self.name}.jobs"}):
-            c.remove(force=True)
-        for vol in self.docker.volumes.list(filters={"name": f"{self.name}-data"}):
-            vol.remove(force=True)
-
-
-@pytest.fixture
-def db_project(tmp_path, docker_client, netapi_images):
-    made: list[DbProject] = []
-
-    def make(template: str, **extra: str) -> DbProject:
-        made.append(DbProject(tmp_path, docker_client, template, **extra))
-        return made[-1]
-
-    yield make
-    for p in made:
-        p.cleanup()
-
-
 @pytest.fixture
 def mariadb_database():
     name = f"hitless_{uuid.uuid4().hex[:8]}"
@@ -154,7 +91,7 @@ def held_window(events: list[dict]) -> float:
     return at("resume") - at("pause")
 
 
-def seeds_scenario(p: DbProject, report: dict) -> None:
+def seeds_scenario(p: Project, report: dict) -> None:
     assert p.cli("up").returncode == 0
     with NeutronCycle("127.0.0.1", p.port, clients=4) as cycle:
         time.sleep(2)
@@ -183,23 +120,23 @@ def seeds_scenario(p: DbProject, report: dict) -> None:
     print(f"held window {report['window']:.2f}s, max latency in the 2.0→3.0 upgrade {report['max_latency_during']:.2f}s")
 
 
-def test_seeds_scenario_on_sqlite(db_project):
-    seeds_scenario(db_project(SQLITE), {})
+def test_seeds_scenario_on_sqlite(project):
+    seeds_scenario(project(SQLITE), {})
 
 
-def test_seeds_scenario_on_mariadb(db_project, mariadb_database):
+def test_seeds_scenario_on_mariadb(project, mariadb_database):
     first = free_port()
-    seeds_scenario(db_project(MARIADB, db=mariadb_database, ports=f"{first}-{first + 3}"), {})
+    seeds_scenario(project(MARIADB, db=mariadb_database, ports=f"{first}-{first + 3}"), {})
 
 
-def test_a_failing_expand_aborts_before_anything_changed(db_project, docker_client, tmp_path):
+def test_a_failing_expand_aborts_before_anything_changed(project, docker_client, tmp_path):
     from hitless.imagebuild import build_image
 
     context = tmp_path / "badexpand"
     context.mkdir()
     (context / "Dockerfile").write_text("FROM netapi:2.0\nENV NETAPI_FAIL_MIGRATION=expand\n")
     build_image(docker_client, context, "netapi:2.0-badexpand")
-    p = db_project(SQLITE)
+    p = project(SQLITE)
     assert p.cli("up").returncode == 0
     before = sorted(c.id for c in p.containers())
     with Load("127.0.0.1", p.port, workers=2) as load:
@@ -211,8 +148,8 @@ def test_a_failing_expand_aborts_before_anything_changed(db_project, docker_clie
     assert load.failures() == []
 
 
-def test_restore_brings_the_data_back_exactly(db_project):
-    p = db_project(SQLITE)
+def test_restore_brings_the_data_back_exactly(project):
+    p = project(SQLITE)
     assert p.cli("up").returncode == 0
     for n in range(5):
         conn = http.client.HTTPConnection("127.0.0.1", p.port, timeout=30)
@@ -234,10 +171,10 @@ def test_restore_brings_the_data_back_exactly(db_project):
     assert [s["id"] for s in listing] == [snapshot["id"]]
 
 
-def test_rollback_across_a_contract_needs_and_gets_the_snapshot(db_project):
+def test_rollback_across_a_contract_needs_and_gets_the_snapshot(project):
     """After 2.0's contract, 1.0 cannot run on the schema: `rollback --restore-db` returns the
     data to the snapshot taken before the upgrade, in a held window, and 1.0 serves it."""
-    p = db_project(SQLITE)
+    p = project(SQLITE)
     assert p.cli("up").returncode == 0
     conn = http.client.HTTPConnection("127.0.0.1", p.port, timeout=30)
     conn.request("POST", "/v2.0/networks", body=json.dumps({"network": {"name": "before"}}))
