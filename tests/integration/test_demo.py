@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.support.project import unix_socket_answers
 
 pytestmark = pytest.mark.docker
 
@@ -22,15 +23,6 @@ def _row(stdout: str, label: str) -> list[str]:
         if len(cells) >= 4 and cells[1] == label:
             return cells[2:4]
     raise AssertionError(f"no row {label!r} in the table:\n{stdout}")
-
-
-def _answers(path: Path) -> bool:
-    with socket.socket(socket.AF_UNIX) as s:
-        try:
-            s.connect(str(path))
-        except OSError:
-            return False
-    return True
 
 
 def test_demo_shows_kolla_failures_and_none_with_hitless(docker_client, netapi_images, tmp_path):
@@ -62,4 +54,4 @@ def test_demo_shows_kolla_failures_and_none_with_hitless(docker_client, netapi_i
         left = docker_client.containers.list(all=True, filters={"label": f"io.hitless.project={project}"})
         assert left == [], [c.name for c in left]
     demo_dir = Path(reports[0]).parents[3]
-    assert not _answers(demo_dir / ".hitless" / "proxy.sock")
+    assert not unix_socket_answers(demo_dir / ".hitless" / "proxy.sock")

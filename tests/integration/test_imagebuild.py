@@ -6,9 +6,10 @@ import http.client
 import json
 import threading
 import time
-from pathlib import Path
 
 import pytest
+
+from tests.support.containers import wait_healthy
 
 from hitless import imagebuild
 from hitless.errors import OperationFailed
@@ -106,22 +107,7 @@ def containers(docker_client):
 def run_netapi(docker_client, containers, version: str):
     container = docker_client.containers.run(f"netapi:{version}", detach=True, labels=TEST_LABEL)
     containers.append(container)
-    deadline = time.monotonic() + 20
-    while True:
-        container.reload()
-        ip = container.attrs["NetworkSettings"]["IPAddress"]
-        if ip:
-            try:
-                conn = http.client.HTTPConnection(ip, 9696, timeout=2)
-                conn.request("GET", "/healthcheck")
-                if conn.getresponse().status == 200:
-                    conn.close()
-                    return container, ip
-            except OSError:
-                pass
-        assert container.status in ("created", "running"), container.logs().decode()
-        assert time.monotonic() < deadline, f"netapi:{version} not healthy: {container.logs().decode()}"
-        time.sleep(0.05)
+    return container, wait_healthy(container, f"netapi:{version}")
 
 
 def test_base_image_is_cached(docker_client):

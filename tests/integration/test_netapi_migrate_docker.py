@@ -6,12 +6,12 @@ from __future__ import annotations
 import http.client
 import json
 import sys
-import time
 import uuid
 from pathlib import Path
 
 import pytest
 
+from tests.support.containers import wait_healthy
 from tests.support.skips import skip_or_fail
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples" / "netapi"))
@@ -60,22 +60,7 @@ def serve(docker_client, started: list, image: str, volume: str):
     container = docker_client.containers.run(image, detach=True, labels=TEST_LABEL,
                                              volumes={volume: {"bind": DATA, "mode": "rw"}})
     started.append(container)
-    deadline = time.monotonic() + 20
-    while True:
-        container.reload()
-        ip = container.attrs["NetworkSettings"]["IPAddress"]
-        if ip:
-            try:
-                conn = http.client.HTTPConnection(ip, 9696, timeout=2)
-                conn.request("GET", "/healthcheck")
-                if conn.getresponse().status == 200:
-                    conn.close()
-                    return container, ip
-            except OSError:
-                pass
-        assert container.status in ("created", "running"), container.logs().decode()
-        assert time.monotonic() < deadline, f"{image} not healthy: {container.logs().decode()}"
-        time.sleep(0.05)
+    return container, wait_healthy(container, image)
 
 
 def request(ip: str, method: str, path: str, body: object = None) -> dict:

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from hitless.probe.load import Workload
 from hitless.probe.records import StepSpan, epoch
 from hitless.probe.report import load_records, write_report
 from hitless.probe.session import ProbeSession

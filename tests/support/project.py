@@ -103,10 +103,11 @@ class Project:
         for vol in self.docker.volumes.list(filters={"name": f"{self.name}-data"}):
             vol.remove(force=True)
         sock = self.folder / ".hitless" / "proxy.sock"
-        assert not sock.exists() or not _answers(sock), "the proxy outlived `hitless down`"
+        assert not sock.exists() or not unix_socket_answers(sock), "the proxy outlived `hitless down`"
 
 
-def _answers(path: Path) -> bool:
+def unix_socket_answers(path: Path) -> bool:
+    """True when something accepts connections on this Unix socket."""
     with socket.socket(socket.AF_UNIX) as s:
         try:
             s.connect(str(path))

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from hitless.errors import OperationFailed
 from hitless.proxy.client import AdminClient, ProxyError, ProxyUnavailable, WaitTimeout

@@ -1,0 +1,27 @@
+"""Waiting for a netapi container started directly with the docker SDK."""
+
+from __future__ import annotations
+
+import http.client
+import time
+
+
+def wait_healthy(container, what: str, port: int = 9696, timeout: float = 20.0) -> str:
+    """Poll GET /healthcheck on the container's bridge IP until 200; its IP. Fails with the
+    container's log when it exits or the time runs out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        container.reload()
+        ip = container.attrs["NetworkSettings"]["IPAddress"]
+        if ip:
+            try:
+                conn = http.client.HTTPConnection(ip, port, timeout=2)
+                conn.request("GET", "/healthcheck")
+                if conn.getresponse().status == 200:
+                    conn.close()
+                    return ip
+            except OSError:
+                pass
+        assert container.status in ("created", "running"), container.logs().decode()
+        assert time.monotonic() < deadline, f"{what} not healthy: {container.logs().decode()}"
+        time.sleep(0.05)
