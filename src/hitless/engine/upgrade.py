@@ -159,15 +159,14 @@ class Engine:
         command = f"{request.kind} {' '.join(request.paths)}".strip()
         deployment = self.journal.begin_deployment(self.tree.project, command, request.to_json())
         if request.kind == "upgrade":
-            self._snapshot_before(tree, deployment)
+            self._snapshot_before(tree, self._targets(request, tree), deployment)
         self._run(deployment, request)
         return deployment
 
-    def _snapshot_before(self, tree: DesiredTree, deployment: int) -> None:
+    def _snapshot_before(self, tree: DesiredTree, targets: list[ServiceNode], deployment: int) -> None:
         """Snapshot every set whose services this run changes, before anything changes.
         A snapshot that fails ends the run there: nothing was changed."""
-        changing = {c.service_path for c in plan_for_tree(tree, self.runtime, self._all_targets(tree)).changes
-                    if c.action != "keep"}
+        changing = {c.service_path for c in plan_for_tree(tree, self.runtime, targets).changes if c.action != "keep"}
         steps = StepRunner(self.journal, deployment, self.emit, self.stop_requested)
         snapshots = Snapshots(tree, self.runtime, self.journal, self.state_dir / "snapshots")
         for key in tree.spec.snapshots:
@@ -186,9 +185,6 @@ class Engine:
     @staticmethod
     def _targets(request: Request, tree: DesiredTree) -> list[ServiceNode]:
         return selected_services(tree, request.paths, request.until)
-
-    def _all_targets(self, tree: DesiredTree) -> list[ServiceNode]:
-        return tree.services()
 
     def _run(self, deployment: int, request: Request) -> None:
         tree = request.tree()
