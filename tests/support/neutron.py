@@ -17,7 +17,7 @@ class Call:
     latency: float
     method: str
     status: int | None
-    error: str | None
+    error: str | None  # the exception, or the body of an error answer
 
 
 class NeutronCycle:
@@ -50,7 +50,8 @@ class NeutronCycle:
                          headers={"Content-Type": "application/json"})
             response = conn.getresponse()
             raw = response.read()
-            status, error = response.status, None
+            status = response.status
+            error = raw[:300].decode(errors="replace") if status >= 400 else None
         except (OSError, http.client.HTTPException) as exc:
             status, raw, error = None, b"", f"{type(exc).__name__}: {exc}"
         finally:

@@ -147,6 +147,7 @@ class Database:
         """Run `work` in a transaction (write) or on a connection, retrying what may be retried."""
         refreshed = False
         for attempt in range(ATTEMPTS):
+            legacy_used = self._legacy_tenant  # the columns this attempt's statements assume
             try:
                 if write:
                     with self.transaction() as conn:
@@ -157,7 +158,7 @@ class Database:
                 if self.dialect.is_transient(exc) and attempt < ATTEMPTS - 1:
                     time.sleep(0.05 * (attempt + 1))
                     continue
-                if self.major == 2 and not refreshed and self._schema_changed():
+                if self.major == 2 and not refreshed and "tenant_id" in str(exc) and self._contracted(legacy_used):
                     refreshed = True  # a contract ran meanwhile: once more, with the new columns
                     continue
                 raise
@@ -166,13 +167,26 @@ class Database:
     def _has_tenant(self, conn: Connection) -> bool:
         return self.major == 2 and "tenant_id" in self.dialect.columns(conn, "networks")
 
-    def _schema_changed(self) -> bool:
+    def _contracted(self, legacy_used: bool, wait: float = 2.0) -> bool:
+        """After a statement failed on `tenant_id`: has the column gone? A table's definition can
+        change a moment before the catalogue shows it (MariaDB), so look again for a little while."""
+        deadline = time.monotonic() + wait
+        while not self._schema_changed(legacy_used):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
+    def _schema_changed(self, legacy_used: bool) -> bool:
+        """True when the columns differ from those a failed statement assumed. Compared with what
+        that statement used, not with the shared flag: requests failing at the same time all
+        retry, not only the first one to notice."""
         with self.connection() as conn:
             legacy = self._has_tenant(conn)
-        changed, self._legacy_tenant = legacy != self._legacy_tenant, legacy
-        if changed:
+        if legacy != self._legacy_tenant:
+            self._legacy_tenant = legacy
             self.log(f"networks.tenant_id is {'back' if legacy else 'gone (contracted)'}: queries adjusted")
-        return changed
+        return legacy != legacy_used
 
     # what differs between versions
 
