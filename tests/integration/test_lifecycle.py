@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.project import stop_leftover_proxy
+
 REPO = Path(__file__).resolve().parents[2]
 NETAPI = REPO / "examples" / "netapi"
 
@@ -119,6 +121,7 @@ def test_lifecycle_on_docker(tmp_path, docker_client, netapi_images):
                 docker_client.containers.get(cid).remove(force=True)
             for vol in docker_client.volumes.list(filters={"name": f"{project}-data"}):
                 vol.remove(force=True)
+        stop_leftover_proxy(tmp_path)
 
 
 def test_lifecycle_on_local_processes(tmp_path):
@@ -137,6 +140,7 @@ def test_lifecycle_on_local_processes(tmp_path):
         for project in set(projects):
             for inst in runtime_view.list(project):
                 runtime_view.remove(inst.id)
+        stop_leftover_proxy(tmp_path)
 
 
 def test_a_bad_spec_exits_2_with_every_problem_and_starts_nothing(tmp_path):

@@ -103,13 +103,7 @@ class Project:
             c.remove(force=True)
         for vol in self.docker.volumes.list(filters={"name": f"{self.name}-data"}):
             vol.remove(force=True)
-        sock = self.folder / ".hitless" / "proxy.sock"
-        if sock.exists() and unix_socket_answers(sock):
-            # `down` failed (a test left a bad spec, say): stop the proxy by its pid, then fail.
-            from hitless.proxy.client import AdminClient
-
-            os.kill(int(AdminClient(str(sock)).status()["pid"]), signal.SIGTERM)
-            raise AssertionError("the proxy outlived `hitless down`")
+        assert not stop_leftover_proxy(self.folder), "the proxy outlived `hitless down`"
 
 
 def unix_socket_answers(path: Path) -> bool:
@@ -119,4 +113,16 @@ def unix_socket_answers(path: Path) -> bool:
             s.connect(str(path))
         except OSError:
             return False
+    return True
+
+
+def stop_leftover_proxy(folder: Path) -> bool:
+    """Stop (by its pid) a proxy still answering on the folder's admin socket, as when `hitless
+    down` could not run; True when there was one."""
+    sock = folder / ".hitless" / "proxy.sock"
+    if not (sock.exists() and unix_socket_answers(sock)):
+        return False
+    from hitless.proxy.client import AdminClient
+
+    os.kill(int(AdminClient(str(sock)).status()["pid"]), signal.SIGTERM)
     return True
