@@ -55,6 +55,8 @@ def test_upgrade_killed_at_each_step_then_resumed_converges_with_no_failed_reque
             resumed = p.cli("resume")
             assert_ok(resumed)
             slots = p.slots()  # exactly one running container per slot: no orphan
+            jobs = p.docker.containers.list(all=True, filters={"label": f"io.hitless.project={p.name}.jobs"})
+            assert jobs == [], (step_number, step, jobs)  # nor a migration job a killed run left
             assert {img for _, img in slots.values()} == {f"netapi:{tag}"}, (step_number, step, slots)
             assert sorted(slots) == [0, 1]
     assert {"start", "gate", "proxy-add", "drain", "stop", "remove"} <= set(killed_at)

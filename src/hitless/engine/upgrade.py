@@ -13,6 +13,7 @@ from typing import Any
 from hitless.engine.desired import config_hash, slot_record
 from hitless.engine.health import check_once
 from hitless.db.snapshot import Snapshots, covered
+from hitless.engine.jobs import remove_stale_jobs
 from hitless.engine.migrate import MigrationFailed, older_generations, run_phase
 from hitless.engine.plan import REASON_IMAGE, make_plan, plan_service
 from hitless.engine.proxyctl import ProxyControl
@@ -134,6 +135,10 @@ class Engine:
 
     def resume_unfinished(self) -> bool:
         """Finish (or finish rolling back) a run that was killed or interrupted; False when none."""
+        # Under the project lock no job of ours runs: any left was a killed run's.
+        stale = remove_stale_jobs(self.runtime, self.tree.project)
+        if stale:
+            self.emit(Event("info", f"removed {stale} one-shot job(s) a killed run left behind"))
         run = self.journal.unfinished(self.tree.project)
         if run is None:
             return False
