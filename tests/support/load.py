@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import http.client
-import threading
 import time
+
+from tests.support.clients import ClientThreads
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,29 +22,13 @@ class Record:
     version: str | None
 
 
-class Load:
+class Load(ClientThreads):
     """Runs `workers` clients of each kind against host:port until stopped."""
 
     def __init__(self, host: str, port: int, *, workers: int = 2, path: str = "/v2.0/networks", pause: float = 0.01):
         self.host, self.port, self.path, self.pause = host, port, path, pause
         self.records: list[Record] = []
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._client, args=(keep,), daemon=True)
-                         for keep in (False, True) for _ in range(workers)]
-
-    def __enter__(self) -> "Load":
-        for t in self._threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def stop(self) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join(timeout=30)
+        super().__init__(self._client, [(keep,) for keep in (False, True) for _ in range(workers)])
 
     def _client(self, keep_alive: bool) -> None:
         conn: http.client.HTTPConnection | None = None

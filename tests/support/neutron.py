@@ -7,8 +7,9 @@ from __future__ import annotations
 import dataclasses
 import http.client
 import json
-import threading
 import time
+
+from tests.support.clients import ClientThreads
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,7 +21,7 @@ class Call:
     error: str | None  # the exception, or the body of an error answer
 
 
-class NeutronCycle:
+class NeutronCycle(ClientThreads):
     """`clients` threads, each creating then deleting a network every `period` seconds."""
 
     def __init__(self, host: str, port: int, *, clients: int = 4, period: float = 0.5):
@@ -28,19 +29,7 @@ class NeutronCycle:
         self.calls: list[Call] = []
         self.created: set[str] = set()
         self.deleted: set[str] = set()
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._client, args=(n,), daemon=True) for n in range(clients)]
-
-    def __enter__(self) -> "NeutronCycle":
-        for t in self._threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join(timeout=60)
+        super().__init__(self._client, [(n,) for n in range(clients)])
 
     def _call(self, method: str, path: str, body: dict | None = None) -> tuple[int | None, dict | None]:
         began = time.monotonic()

@@ -8,7 +8,6 @@ import re
 import sys
 import threading
 import time
-from typing import Callable
 
 from rich.console import Console
 from rich.live import Live
@@ -112,6 +111,3 @@ def make_progress(json_mode: bool) -> PlainProgress | JsonProgress | LiveProgres
     if sys.stderr.isatty():
         return LiveProgress()
     return PlainProgress()
-
-
-Emitter = Callable[[Event], None]

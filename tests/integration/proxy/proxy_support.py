@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from hitless.proxy.client import AdminClient, ProxyUnavailable
+from tests.support.clients import ClientThreads
 
 HERE = Path(__file__).parent
 BACKEND_APP = HERE / "backend_app.py"
@@ -189,7 +190,7 @@ def raw_exchange(port: int, data: bytes, timeout: float = 5.0) -> bytes:
         return b"".join(chunks)
 
 
-class Load:
+class Load(ClientThreads):
     """Client threads sending requests until stopped; every outcome is recorded.
 
     Each thread uses one keep-alive connection (reopened after an error) or, with
@@ -200,7 +201,6 @@ class Load:
                  methods: tuple[str, ...] = ("GET",), new_connections: bool = False,
                  pause: float = 0.0) -> None:
         import itertools
-        import threading
 
         self.port = port
         self.paths = paths
@@ -209,23 +209,7 @@ class Load:
         self.pause = pause
         self.results: list[dict[str, Any]] = []
         self._ids = itertools.count()
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, args=(i,), daemon=True)
-                         for i in range(threads)]
-
-    def __enter__(self) -> Load:
-        for t in self._threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def stop(self) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join(30)
+        super().__init__(self._run, [(i,) for i in range(threads)])
 
     def _run(self, index: int) -> None:
         import http.client
