@@ -13,6 +13,7 @@ class ExitStatus(enum.IntEnum):
     BAD_INPUT = 2  # the spec or the command line is wrong; nothing was started
     RUNTIME_UNAVAILABLE = 3  # the container engine (or the proxy) does not answer
     LOCKED = 4  # another hitless process holds the project's lock
+    STATE_DAMAGED = 5  # .hitless/state.db is empty, damaged or not a database; nothing was started
     INTERRUPTED = 130  # stopped by Ctrl-C
 
 
@@ -42,3 +43,13 @@ class OperationFailed(HitlessError):
     """An operation ran and failed (an instance never became healthy, a step failed)."""
 
     exit_status = ExitStatus.FAILED
+
+
+class StateError(HitlessError):
+    """The state database cannot be opened or written."""
+
+
+class StateDamaged(StateError):
+    """The state database is empty, damaged or not a database: a person must restore or move it."""
+
+    exit_status = ExitStatus.STATE_DAMAGED

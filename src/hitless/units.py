@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -13,12 +14,15 @@ def parse_duration(text: str | int | float) -> float:
     if isinstance(text, bool):
         raise ValueError(f"invalid duration {text!r}")
     if isinstance(text, (int, float)):
+        # YAML reads `.nan` and `.inf` as floats: a grace of NaN or forever is no duration.
+        if not math.isfinite(text):
+            raise ValueError(f"invalid duration {text!r}: not a finite number")
         if text < 0:
             raise ValueError(f"invalid duration {text!r}: negative")
         return float(text)
     raw = text.strip()
     if re.fullmatch(r"\d+(?:\.\d+)?", raw):
-        return float(raw)
+        return _finite(float(raw), text)
     pos, total = 0, 0.0
     for match in _PART.finditer(raw):
         if match.start() != pos:
@@ -27,7 +31,14 @@ def parse_duration(text: str | int | float) -> float:
         pos = match.end()
     if pos != len(raw) or not raw:
         raise ValueError(f"invalid duration {text!r}")
-    return total
+    return _finite(total, text)
+
+
+def _finite(seconds: float, text: str) -> float:
+    # float("9" * 400) is inf: a long enough string of digits is no duration either.
+    if not math.isfinite(seconds):
+        raise ValueError(f"invalid duration {text!r}: too large")
+    return seconds
 
 
 def format_duration(seconds: float) -> str:
@@ -58,4 +69,7 @@ def parse_size(text: str | int) -> int:
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", str(text))
     if not match or match.group(2).lower() not in _SIZES:
         raise ValueError(f"invalid size {text!r} (expected e.g. 64MiB)")
-    return int(float(match.group(1)) * _SIZES[match.group(2).lower()])
+    size = float(match.group(1)) * _SIZES[match.group(2).lower()]
+    if not math.isfinite(size):
+        raise ValueError(f"invalid size {text!r}: too large")
+    return int(size)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import reprlib
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +13,10 @@ from pydantic import ValidationError
 from hitless.errors import BadInput
 from hitless.spec.model import NAME_PATTERN, Service, Spec
 from hitless.spec.tree import DesiredTree, Node, ServiceNode, SetNode
+from hitless.spec.yaml_loader import LimitExceeded, SpecLoader
 
 DEFAULT_SPEC = "hitless.yaml"
+MAX_SPEC_BYTES = 4 * 2**20  # read no more: -f /dev/zero or a disk image must not fill memory
 
 
 class SpecError(BadInput):
@@ -28,28 +31,13 @@ class SpecError(BadInput):
         return [f"{self.source}: {p}" for p in self.problems]
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A YAML loader that refuses duplicate keys instead of keeping the last one silently."""
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 60
 
 
-def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        mark = key_node.start_mark
-        if not isinstance(key, (str, int, float, bool)) and key is not None:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"a key must be a plain value, not a {type(key).__name__} (line {mark.line + 1})", mark
-            )
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r} (line {mark.line + 1})", mark
-            )
-        seen.add(key)
-    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
-
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+def _short_repr(value: Any) -> str:
+    """A bounded repr: a value from the spec may be huge (aliases) or long."""
+    return _REPR.repr(value)
 
 
 def _describe(error: dict[str, Any]) -> str:
@@ -62,7 +50,7 @@ def _describe(error: dict[str, Any]) -> str:
         return str(error["ctx"]["error"])
     message = error["msg"][0].lower() + error["msg"][1:]
     if kind in ("literal_error", "string_pattern_mismatch", "int_parsing", "bool_parsing", "greater_than_equal"):
-        return f"{message}, got {error['input']!r}"
+        return f"{message}, got {_short_repr(error['input'])}"
     return message
 
 
@@ -103,7 +91,8 @@ def _build_set(raw: Any, path: str, yaml_path: str, problems: list[str]) -> SetN
 
 
 def _check_host_ports(root: SetNode, problems: list[str]) -> None:
-    """Host-network services share the host's ports: their ranges must not overlap, nor a frontend's address."""
+    """Host-network services share the host's ports: each replica needs one of its service's range, and
+    ranges must not overlap each other nor a frontend's address."""
     claimed: list[tuple[str, range]] = []
     listening: dict[int, str] = {}
     for node in root.services():
@@ -117,6 +106,10 @@ def _check_host_ports(root: SetNode, problems: list[str]) -> None:
         if net.mode != "host" or net.ports is None:
             continue
         mine = range(net.ports.first, net.ports.last + 1)
+        if node.service.replicas > len(mine):
+            problems.append(f"sets.{node.path.replace('/', '.')}.replicas: {node.service.replicas} replicas on host networking "
+                            f"need {node.service.replicas} ports, and network.ports {net.ports.first}-{net.ports.last} "
+                            f"has {len(mine)}")
         for port, owner in listening.items():
             if port in mine:
                 problems.append(f"sets.{node.path.replace('/', '.')}.network.ports: includes {port}, the frontend of {owner}")
@@ -126,15 +119,25 @@ def _check_host_ports(root: SetNode, problems: list[str]) -> None:
         claimed.append((node.path, mine))
 
 
+def _yaml_problem(exc: yaml.YAMLError, text: str) -> str:
+    """One line for a YAML error: where, then what (PyYAML's own text spans several lines)."""
+    if isinstance(exc, yaml.reader.ReaderError):
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        return (f"line {line}, column {column}: invalid YAML: character #x{exc.character:04x} is not allowed "
+                "(a binary file?)")
+    mark = getattr(exc, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+    problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+    return f"{where}{'refused' if isinstance(exc, LimitExceeded) else 'invalid YAML'}: {problem}"
+
+
 def parse_spec(text: str, source: str = DEFAULT_SPEC, base_dir: Path | None = None) -> DesiredTree:
     """Validate spec text; raises SpecError listing every problem found."""
     try:
-        raw = yaml.load(text, Loader=_UniqueKeyLoader)
+        raw = yaml.load(text, Loader=SpecLoader)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise SpecError(source, [f"{where}invalid YAML: {problem}"]) from None
+        raise SpecError(source, [_yaml_problem(exc, text)]) from None
     if not isinstance(raw, dict):
         raise SpecError(source, ["(top level): expected a mapping with 'project' and 'sets'"])
     problems: list[str] = []
@@ -165,9 +168,17 @@ def load_spec(path: str | Path | None = None) -> DesiredTree:
     """Read and validate a spec file (default `hitless.yaml` in the current directory)."""
     file = Path(path or DEFAULT_SPEC)
     try:
-        text = file.read_text(encoding="utf-8")
+        with file.open("rb") as f:
+            data = f.read(MAX_SPEC_BYTES + 1)
     except FileNotFoundError:
         raise BadInput(f"{file}: no such spec file (use -f FILE)") from None
     except OSError as exc:
         raise BadInput(f"{file}: cannot read spec: {exc.strerror}") from None
+    if len(data) > MAX_SPEC_BYTES:
+        raise SpecError(str(file), [f"larger than {MAX_SPEC_BYTES // 2**20} MiB: not a spec file?"])
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(str(file), [f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}): "
+                                    "a spec is a YAML text file"]) from None
     return parse_spec(text, source=str(file), base_dir=file.resolve().parent)

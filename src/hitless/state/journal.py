@@ -16,7 +16,8 @@ import threading
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from hitless.errors import HitlessError
+from hitless.errors import StateDamaged, StateError
+from hitless.state import dbfile
 
 SCHEMA_VERSION = 1
 
@@ -63,10 +64,6 @@ CREATE TABLE IF NOT EXISTS good_slots (
     PRIMARY KEY (deployment_id, service_path, slot)
 );
 """
-
-
-class StateError(HitlessError):
-    """The state database cannot be opened or written."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,6 +131,19 @@ class Step:
     finished_at: str | None
 
 
+def _create_schema(tx: "_Tx") -> None:
+    tx.executescript_safe(_SCHEMA)
+    tx.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+
+
+def _initialize(conn: sqlite3.Connection) -> None:
+    """Make a new state database complete (WAL mode is kept in the file) before it is published."""
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("BEGIN IMMEDIATE")
+    _create_schema(_Tx(conn))
+    conn.execute("COMMIT")
+
+
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
 
@@ -146,35 +156,70 @@ class Journal:
         self._lock = threading.RLock()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            dbfile.create_private(path, _initialize)
+            dbfile.make_private(path)
+            dbfile.check_not_empty(path)
             # Steps of one deployment run in several threads (old instances drain in parallel).
             self._conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+        except OSError as exc:
+            raise StateError(f"{path}: cannot open state database: {exc.strerror or exc}") from None
+        except sqlite3.Error as exc:
+            raise self._open_error(exc) from None
+        try:
+            self._open()
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def _open(self) -> None:
+        try:
+            # journal_mode reads the header: a file that is no database fails here, before any write.
             self._conn.execute("PRAGMA journal_mode=WAL")
+            dbfile.check_intact(self._conn, self.path)
             self._conn.execute("PRAGMA synchronous=FULL")
             self._conn.execute("PRAGMA foreign_keys=ON")
             with self._transaction() as tx:
-                tx.executescript_safe(_SCHEMA)
-                tx.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+                _create_schema(tx)
+            rows = self._query("SELECT value FROM meta WHERE key='schema_version'")
         except sqlite3.Error as exc:
-            raise StateError(f"{path}: cannot open state database: {exc}") from None
-        version = int(self._query("SELECT value FROM meta WHERE key='schema_version'")[0][0])
+            raise self._open_error(exc) from None
+        try:
+            version = int(rows[0][0])
+        except ValueError:
+            raise StateDamaged(f"{self.path}: not a hitless state database (schema version {rows[0][0]!r})") from None
         if version > SCHEMA_VERSION:
-            raise StateError(f"{path}: state database schema {version} is newer than this hitless ({SCHEMA_VERSION})")
+            raise StateError(f"{self.path}: state database schema {version} is newer than this hitless ({SCHEMA_VERSION})")
+
+    def _open_error(self, exc: sqlite3.Error) -> StateError:
+        return dbfile.state_error(self.path, exc) or StateError(f"{self.path}: cannot open state database: {exc}")
+
+    @contextlib.contextmanager
+    def _file_errors(self) -> Iterator[None]:
+        # A page can turn out damaged, or the disk full, in any statement: say so in one line.
+        try:
+            yield
+        except sqlite3.Error as exc:
+            error = dbfile.state_error(self.path, exc)
+            if error is None:
+                raise
+            raise error from None
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator["_Tx"]:
         # BEGIN IMMEDIATE takes the write lock up front: two hitless processes never interleave.
-        with self._lock:
+        with self._lock, self._file_errors():
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield _Tx(self._conn)
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                if self._conn.in_transaction:  # SQLite may have rolled back already (a damaged page, a full disk)
+                    self._conn.execute("ROLLBACK")
                 raise
             else:
                 self._conn.execute("COMMIT")
 
     def _query(self, sql: str, params: tuple = ()) -> list[tuple]:
-        with self._lock:
+        with self._lock, self._file_errors():
             return self._conn.execute(sql, params).fetchall()
 
     def close(self) -> None:
