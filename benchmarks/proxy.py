@@ -1,11 +1,16 @@
 """Proxy benchmark: the same load directly against a fast backend, through hitless, through HAProxy.
 
-    python benchmarks/proxy.py [--duration 10] [--connections 50] [--rate 1000] [--json]
+    python benchmarks/proxy.py [--duration 10] [--rounds 3] [--connections 50] [--rate 1000]
+                               [--workers 1] [--wrk-threads 1] [--baseline SRC] [--json]
 
 1. Throughput: `wrk` (keep-alive, small responses) against each target in turn; prints
    requests/s, p50/p99 latency and the ratios (hitless / HAProxy, each / direct).
 2. Added latency: one keep-alive connection paced at a fixed --rate (default 1,000 req/s),
    timed per request; added latency = percentile through a proxy minus the same direct.
+
+--workers N runs hitless with N workers and HAProxy with `nbthread N`. --baseline SRC also runs
+the proxy of another checkout (its `src` directory, e.g. a `git worktree` of main) in the same run,
+as the target "baseline", so a change is measured against what it changes.
 
 Targets (DESIGN.md): hitless >= 0.5 x HAProxy's requests/s; added p50 <= 0.3 ms at 1,000 req/s.
 HAProxy and wrk come from Debian's packages and are installed with apt-get when missing.
@@ -111,9 +116,9 @@ def wait_http(port: int, timeout: float = 10.0) -> None:
     raise RuntimeError(f"no 200 from port {port}")
 
 
-def haproxy_config(listen: int, backend: int) -> str:
+def haproxy_config(listen: int, backend: int, threads: int) -> str:
     return f"""global
-    nbthread 1
+    nbthread {threads}
     maxconn 4096
 defaults
     mode http
@@ -132,9 +137,9 @@ backend app
 """
 
 
-def run_wrk(wrk: str, port: int, duration: int, connections: int) -> dict[str, float]:
+def run_wrk(wrk: str, port: int, duration: int, connections: int, threads: int) -> dict[str, float]:
     out = subprocess.run(
-        [wrk, "-t1", f"-c{connections}", f"-d{duration}s", "--latency",
+        [wrk, f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency",
          f"http://127.0.0.1:{port}/"], capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)", out)
@@ -178,6 +183,18 @@ def paced_latency(port: int, rate: float, count: int) -> list[float]:
     return samples
 
 
+def stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM each process by its PID, then SIGKILL what has not exited 10 s later."""
+    for proc in procs:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+
+
 def pctl(samples: list[float], p: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
@@ -192,6 +209,12 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=1000.0, help="req/s of the latency run")
     parser.add_argument("--latency-requests", type=int, default=5000)
     parser.add_argument("--no-haproxy", action="store_true")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="hitless workers, and HAProxy's nbthread")
+    parser.add_argument("--wrk-threads", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=3, help="wrk runs per target (median kept)")
+    parser.add_argument("--baseline", type=Path, metavar="SRC",
+                        help="src directory of another checkout whose proxy runs as 'baseline'")
     parser.add_argument("--json", action="store_true", help="print the results as JSON too")
     parser.add_argument("--serve-backend", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -204,32 +227,46 @@ def main() -> int:
     procs: list[subprocess.Popen[bytes]] = []
     tmp = Path(tempfile.mkdtemp(prefix="hitless-bench-"))
     try:
-        backend_port, hitless_port, haproxy_port = free_port(), free_port(), free_port()
+        backend_port, hitless_port, haproxy_port, baseline_port = (free_port() for _ in range(4))
         procs.append(subprocess.Popen([sys.executable, __file__, "--serve-backend",
                                        str(backend_port)], stdout=subprocess.DEVNULL))
         wait_port(backend_port)
-        config = tmp / "frontends.json"
-        config.write_text(json.dumps({"frontends": [{
-            "name": "bench", "listen": f"127.0.0.1:{hitless_port}",
-            "health": {"path": None, "interval": 1.0, "rise": 1},
-            "backends": [f"127.0.0.1:{backend_port}"]}]}))
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "hitless.proxy", "--admin-socket", str(tmp / "admin.sock"),
-             "--config", str(config), "--log-level", "warning"]))
-        wait_http(hitless_port)
-        targets = {"direct": backend_port, "hitless": hitless_port}
+        targets = {"direct": backend_port}
+        # The baseline may predate --workers and --state-file: it gets neither.
+        runs = [("hitless", hitless_port, None,
+                 ["--workers", str(args.workers), "--state-file", str(tmp / "state.json")])]
+        if args.baseline:
+            runs.append(("baseline", baseline_port, args.baseline.resolve(), []))
+        for name, port, src, extra in runs:
+            config = tmp / f"{name}.json"
+            config.write_text(json.dumps({"frontends": [{
+                "name": "bench", "listen": f"127.0.0.1:{port}",
+                "health": {"path": None, "interval": 1.0, "rise": 1},
+                "backends": [f"127.0.0.1:{backend_port}"]}]}))
+            env = {**os.environ, "PYTHONPATH": str(src)} if src else None
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "hitless.proxy", "--admin-socket", str(tmp / f"{name}.sock"),
+                 "--config", str(config), "--log-level", "warning", *extra], env=env))
+            wait_http(port)
+            targets[name] = port
         if haproxy:
             cfg = tmp / "haproxy.cfg"
-            cfg.write_text(haproxy_config(haproxy_port, backend_port))
+            cfg.write_text(haproxy_config(haproxy_port, backend_port, args.workers))
             procs.append(subprocess.Popen([haproxy, "-f", str(cfg), "-db"],
                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
             wait_http(haproxy_port)
             targets["haproxy"] = haproxy_port
 
-        results: dict[str, dict[str, float]] = {}
-        for name, port in targets.items():
-            run_wrk(wrk, port, 1, args.connections)  # warm-up
-            results[name] = run_wrk(wrk, port, args.duration, args.connections)
+        for port in targets.values():
+            run_wrk(wrk, port, 1, args.connections, args.wrk_threads)  # warm-up
+        # Rounds interleave the targets, so that drift in the machine's speed over the run
+        # weighs on each alike; each target's median round is its result.
+        rounds: dict[str, list[dict[str, float]]] = {name: [] for name in targets}
+        for _ in range(args.rounds):
+            for name, port in targets.items():
+                rounds[name].append(run_wrk(wrk, port, args.duration, args.connections, args.wrk_threads))
+        results = {name: sorted(runs, key=lambda r: r["rps"])[len(runs) // 2]
+                   for name, runs in rounds.items()}
         latency: dict[str, dict[str, float]] = {}
         for name, port in targets.items():
             paced_latency(port, args.rate, 500)  # warm-up
@@ -237,18 +274,12 @@ def main() -> int:
             latency[name] = {"p50_ms": pctl(samples, 50), "p99_ms": pctl(samples, 99),
                              "mean_ms": statistics.fmean(samples)}
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                os.kill(proc.pid, signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
+        stop_all(procs)
         shutil.rmtree(tmp, ignore_errors=True)
 
-    print(f"throughput: wrk -t1 -c{args.connections} -d{args.duration}s, keep-alive, "
-          f"13-byte responses ({os.cpu_count()} CPUs)")
+    print(f"throughput: wrk -t{args.wrk_threads} -c{args.connections} -d{args.duration}s, median of "
+          f"{args.rounds} interleaved rounds, keep-alive, "
+          f"13-byte responses ({os.cpu_count()} CPUs; hitless workers = HAProxy nbthread = {args.workers})")
     print(f"  {'target':<8} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'vs direct':>10}")
     for name, r in results.items():
         print(f"  {name:<8} {r['rps']:>10.0f} {r['p50_ms']:>8.3f} {r['p99_ms']:>8.3f} "
@@ -259,6 +290,12 @@ def main() -> int:
         summary["hitless_vs_haproxy"] = ratio
         print(f"  hitless / haproxy = {ratio:.2f}  (target >= 0.50: "
               f"{'met' if ratio >= 0.5 else 'MISSED'})")
+        if "baseline" in results:
+            summary["baseline_vs_haproxy"] = results["baseline"]["rps"] / results["haproxy"]["rps"]
+            print(f"  baseline / haproxy = {summary['baseline_vs_haproxy']:.2f}")
+    if "baseline" in results:
+        summary["hitless_vs_baseline"] = results["hitless"]["rps"] / results["baseline"]["rps"]
+        print(f"  hitless / baseline = {summary['hitless_vs_baseline']:.2f}")
     print(f"added latency at {args.rate:.0f} req/s, one keep-alive connection, "
           f"{args.latency_requests} requests")
     print(f"  {'target':<8} {'p50 ms':>8} {'p99 ms':>8} {'added p50':>10} {'added p99':>10}")

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from hitless import __version__
 from hitless.errors import BadInput, OperationFailed, RuntimeUnavailable
 
 OFFICIAL_BASE = "python:3.11-slim"
@@ -326,3 +327,67 @@ def build_netapi_images(
     if not (context / "Dockerfile").is_file():
         raise BadInput(f"the netapi example is not at {context} (pass its directory explicitly)")
     return build_versioned_images(client, context, NETAPI_REPOSITORY, versions, progress=progress)
+
+
+# -- the proxy's image ------------------------------------------------------------------------
+
+PROXY_REPOSITORY = "hitless-proxy"
+PROXY_KEY_LABEL = "io.hitless.proxy-image.key"
+# site/ holds the dependencies (a layer reused while their versions stay), hitless/ the package.
+PROXY_DOCKERFILE = """\
+ARG BASE
+FROM ${BASE}
+COPY site/ /opt/hitless/site/
+COPY hitless/ /opt/hitless/site/hitless/
+ENV PYTHONPATH=/opt/hitless/site PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+RUN python3 -m compileall -q /opt/hitless/site \\
+ && python3 -c "import uvloop, httptools, prometheus_client, hitless.proxy.server, hitless.proxyhost.entry"
+ARG KEY
+ARG VERSION
+LABEL io.hitless.proxy-image.key=${KEY} io.hitless.version=${VERSION}
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["python3", "-m", "hitless.proxyhost.entry"]
+"""
+
+
+def proxy_image_tag() -> str:
+    """The proxy's image for the installed hitless: `hitless-proxy:<version>`."""
+    return f"{PROXY_REPOSITORY}:{__version__}"
+
+
+def _image_label(client: Any, name: str, label: str) -> str | None:
+    import docker.errors
+
+    try:
+        return (client.images.get(name).labels or {}).get(label)
+    except docker.errors.ImageNotFound:
+        return None
+
+
+def ensure_proxy_image(client: Any, cache_dir: Path | None = None, progress: Progress = _quiet) -> str:
+    """`hitless-proxy:<version>` on the project's base image, with hitless and the proxy's
+    dependencies copied from this machine (containers reach no registry). Cached by a key of
+    its contents (see hitless.proxyhost.bundle): a second call with nothing changed only hashes
+    hitless's files; a changed checkout rebuilds only the package layer."""
+    from hitless.proxyhost import bundle
+
+    base = ensure_base_image(client, cache_dir, progress)
+    dists = bundle.distributions()
+    own = bundle.package_files()
+    key = bundle.bundle_key(dists, own, client.images.get(base).id, PROXY_DOCKERFILE)
+    tag = proxy_image_tag()
+    if _image_label(client, tag, PROXY_KEY_LABEL) == key:
+        return tag
+    cache = Path(cache_dir) if cache_dir is not None else DEFAULT_CACHE_DIR
+    with _file_lock(cache / "hitless-proxy.lock"):
+        if _image_label(client, tag, PROXY_KEY_LABEL) == key:  # built by another process meanwhile
+            return tag
+        started = time.monotonic()
+        with tempfile.TemporaryDirectory(prefix="hitless-proxy-") as context:
+            root = Path(context)
+            bundle.stage(bundle.dependency_files(dists), root / "site")
+            bundle.stage(own, root)
+            (root / "Dockerfile").write_text(PROXY_DOCKERFILE)
+            build_image(client, root, tag, {"BASE": base, "KEY": key, "VERSION": __version__}, progress=progress)
+        progress(f"built {tag} in {time.monotonic() - started:.1f} s")
+    return tag

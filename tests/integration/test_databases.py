@@ -14,7 +14,7 @@ import pytest
 
 from tests.support.load import Load
 from tests.support.neutron import NeutronCycle
-from tests.support.project import Project, free_port
+from tests.support.project import Project, free_port_range
 from tests.support.skips import skip_or_fail
 
 pytestmark = pytest.mark.docker
@@ -97,14 +97,14 @@ def seeds_scenario(p: Project, report: dict) -> None:
         time.sleep(2)
         p.write("2.0", ONLINE)
         code, events = p.events("upgrade")
-        assert code == 0, events[-5:]
+        assert code == 0, "\n".join(str(e.get("message")) for e in events[-8:])
         steps = step_names(events)
         assert steps.index("snapshot") < steps.index("expand") < steps.index("start") < steps.index("contract")
         assert p.images() == {"netapi:2.0"}
         p.write("3.0", OFFLINE)
         window_began = time.monotonic()
         code, events = p.events("upgrade")
-        assert code == 0, events[-5:]
+        assert code == 0, "\n".join(str(e.get("message")) for e in events[-8:])
         steps = step_names(events)
         assert steps.index("pause") < steps.index("offline") < steps.index("resume")
         assert p.images() == {"netapi:3.0"}
@@ -125,7 +125,7 @@ def test_seeds_scenario_on_sqlite(project):
 
 
 def test_seeds_scenario_on_mariadb(project, mariadb_database):
-    first = free_port()
+    first = free_port_range(4)
     seeds_scenario(project(MARIADB, db=mariadb_database, ports=f"{first}-{first + 3}"), {})
 
 

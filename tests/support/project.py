@@ -7,6 +7,7 @@ import http.client
 import json
 import os
 import signal
+import random
 import socket
 import subprocess
 import sys
@@ -30,6 +31,27 @@ sets:
       {migrations}
 """
 EXPAND_ONLY = "migrations: {expand: [python3, -m, netapi.migrate, expand]}"
+NETAPI = Path(__file__).resolve().parents[2] / "examples" / "netapi"
+# The same deployment on Docker or as local processes (`images:` is what netapi:TAG means there).
+BOTH_RUNTIMES_SPEC = """
+project: {project}
+images:
+  "netapi:1.0": {{command: [python3, -m, netapi], environment: {{NETAPI_VERSION: "1.0"}}, workdir: {netapi}}}
+  "netapi:2.0": {{command: [python3, -m, netapi], environment: {{NETAPI_VERSION: "2.0"}}, workdir: {netapi}}}
+sets:
+  netapi:
+    api:
+      image: netapi:{tag}
+      replicas: {replicas}
+      environment: {{NETAPI_DB: /var/lib/netapi/netapi.db}}
+      volumes: [{project}-data:/var/lib/netapi]
+      network: {{mode: bridge, port: 9696}}
+      health: {{http: /healthcheck, interval: 500ms, timeout: 1s, start_period: 20s, rise: 2, fall: 2}}
+      stop: {{signal: SIGTERM, grace: 10m}}
+      update: {{strategy: start-first, min_ready: 500ms, watch: 1s}}
+      frontend: {{listen: "127.0.0.1:{port}", hold: {{max_wait: 20s}}}}
+      {migrations}
+"""
 
 
 def free_port() -> int:
@@ -37,6 +59,36 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def free_port_range(count: int) -> int:
+    """The first of `count` consecutive TCP ports free now, below the ephemeral range.
+
+    Ports a spec reserves for instances are bound minutes later: from the ephemeral range,
+    the client connections of tests running beside this one could take them meanwhile.
+    """
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for _ in range(200):
+        first = random.randrange(10000, low - count)
+        try:
+            for port in range(first, first + count):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return first
+    raise RuntimeError(f"no {count} consecutive free ports below {low}")
+
+
+def project_on(request, tmp_path_factory, prefix: str, template: str, **fields: object) -> Project:
+    """A Project on the runtime a fixture is parametrized with ("process" or "docker"; on
+    Docker the engine and the netapi images are fixtures too)."""
+    client = None
+    if request.param == "docker":
+        client = request.getfixturevalue("docker_client")
+        request.getfixturevalue("netapi_images")
+    return Project(tmp_path_factory.mktemp(f"{prefix}-{request.param}"), client, template,
+                   runtime=request.param, **fields)
 
 
 def assert_ok(result: subprocess.CompletedProcess) -> None:
@@ -48,11 +100,12 @@ class Project:
     """A spec from `template` (formatted with project, port, tag, migrations and `fields`)."""
 
     def __init__(self, folder: Path, docker_client, template: str = UPGRADE_SPEC, *, migrations: str = EXPAND_ONLY,
-                 **fields: object):
+                 runtime: str = "docker", **fields: object):
         self.folder, self.docker, self.template = folder, docker_client, template
+        self.runtime = runtime  # "docker" (docker_client given) or "process" (docker_client may be None)
         self.name = f"hltest-{uuid.uuid4().hex[:8]}"
         self.port = free_port()
-        self.fields = {"replicas": 2, "strategy": "start-first", **fields}
+        self.fields = {"replicas": 2, "strategy": "start-first", "netapi": NETAPI, **fields}
         self.write("1.0", migrations)
 
     def write(self, tag: str, migrations: str = EXPAND_ONLY) -> None:
@@ -61,8 +114,8 @@ class Project:
             project=self.name, tag=tag, port=self.port, migrations=migrations, **self.fields))
 
     def cli(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-        """Run `hitless ARGS --runtime docker` in the project's folder."""
-        return subprocess.run([sys.executable, "-m", "hitless", *args, "--runtime", "docker"], cwd=self.folder,
+        """Run `hitless ARGS --runtime RUNTIME` in the project's folder."""
+        return subprocess.run([sys.executable, "-m", "hitless", *args, "--runtime", self.runtime], cwd=self.folder,
                               capture_output=True, text=True, timeout=timeout, env={**os.environ, "COLUMNS": "200"})
 
     def events(self, *args: str) -> tuple[int, list[dict]]:
@@ -95,9 +148,22 @@ class Project:
         finally:
             conn.close()
 
+    @property
+    def state_dir(self) -> Path:
+        return (self.folder / ".hitless").resolve()
+
     def cleanup(self) -> None:
         """`hitless down`, then remove whatever is left (containers, jobs, the volume) by id."""
         self.cli("down", timeout=120)
+        if self.runtime == "process":
+            from hitless.runtime.process import ProcessRuntime
+
+            view = ProcessRuntime(self.state_dir / "process", {})
+            for project in (self.name, f"{self.name}.jobs"):
+                for inst in view.list(project):
+                    view.remove(inst.id)  # by its recorded, verified pid
+            assert not stop_leftover_proxy(self.folder), "the proxy outlived `hitless down`"
+            return
         jobs = self.docker.containers.list(all=True, filters={"label": f"io.hitless.project={self.name}.jobs"})
         for c in self.containers() + jobs:
             c.remove(force=True)
@@ -116,12 +182,55 @@ def unix_socket_answers(path: Path) -> bool:
     return True
 
 
+def proxy_containers(folder: Path) -> list:
+    """The proxy containers of the project in `folder` (found by label), [] without an engine."""
+    try:
+        import docker
+
+        client = docker.from_env(timeout=60)
+        client.ping()
+    except Exception:  # no engine here: no container either
+        return []
+    from hitless.proxyhost.docker import LABEL_STATE_DIR
+
+    return client.containers.list(all=True, filters={"label": f"{LABEL_STATE_DIR}={(folder / '.hitless').resolve()}"})
+
+
+def stop_proxy_hosts(folder: Path) -> bool:
+    """Remove the folder's proxy containers by id and stop its proxy supervisor by its verified
+    pid, as when `hitless down` could not run; True when there was one."""
+    from hitless.proxyhost.process import ProcessProxyHost
+
+    found = False
+    for container in proxy_containers(folder):
+        container.remove(force=True)
+        found = True
+    state_dir = (folder / ".hitless").resolve()
+    host = ProcessProxyHost(state_dir, state_dir / "proxy.sock")
+    if host.inspect().alive:
+        host.stop(30.0)
+        found = True
+    return found
+
+
+def proxy_status(folder: Path) -> dict | None:
+    """The admin status of the folder's proxy, or None when none answers."""
+    from hitless.proxy.client import AdminClient, ProxyUnavailable
+
+    try:
+        return AdminClient(str(folder / ".hitless" / "proxy.sock"), timeout=2).status()
+    except ProxyUnavailable:
+        return None
+
+
 def stop_leftover_proxy(folder: Path) -> bool:
-    """Stop (by its pid) a proxy still answering on the folder's admin socket, as when `hitless
-    down` could not run; True when there was one."""
+    """Stop a proxy still running for the folder, as when `hitless down` could not run: its
+    container or supervisor, then (by its pid) one still answering on the admin socket. True
+    when there was one."""
+    hosted = stop_proxy_hosts(folder)
     sock = folder / ".hitless" / "proxy.sock"
     if not (sock.exists() and unix_socket_answers(sock)):
-        return False
+        return hosted
     from hitless.proxy.client import AdminClient
 
     os.kill(int(AdminClient(str(sock)).status()["pid"]), signal.SIGTERM)

@@ -1,4 +1,5 @@
-"""`hitless plan`: the diff between the spec and what runs, shown before anything runs."""
+"""`hitless plan`: the diff between the spec and what runs, shown before anything runs; and
+whether the proxy is down or its pools differ from what runs (what the next command fixes)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from rich.table import Table
 
 from hitless.cli.common import add_json_option, add_spec_options, console, open_context, print_json
 from hitless.engine.plan import Plan, make_plan
-from hitless.errors import ExitStatus
+from hitless.engine.proxyctl import ProxyControl, fronted
+from hitless.engine.reconcile import PoolAction
+from hitless.errors import ExitStatus, HitlessError
 
 _STYLE = {"create": "green", "replace": "yellow", "remove": "red", "keep": "dim"}
 
@@ -33,14 +36,41 @@ def render(plan: Plan) -> Table:
     return table
 
 
+def proxy_drift(ctx) -> dict | None:
+    """The proxy as the next command finds it: {"running": False, "error"} when it does not
+    answer, else {"running": True, "version", "in_sync", "actions", ...}; None without frontends."""
+    if not fronted(ctx.tree):
+        return None
+    control = ProxyControl(ctx.tree, ctx.runtime)
+    try:
+        status = control.client.status()
+        diff = control.drift(ctx.tree, ctx.runtime)
+    except HitlessError as exc:
+        return {"running": False, "error": str(exc)}
+    return {"running": True, "pid": status.get("pid"), "version": status.get("version"), **diff.to_dict()}
+
+
+def render_proxy(proxy: dict) -> list[str]:
+    """What the next up/upgrade does to the proxy, loud when it is down."""
+    if not proxy["running"]:
+        return [f"[bold red]proxy: not running ({proxy['error']}): the next up/upgrade starts it and refills its pools[/]"]
+    if proxy["in_sync"]:
+        return ["proxy: its pools hold what runs"]
+    return ["[bold yellow]proxy: pools differ from what runs; the next up/upgrade will:[/]"] + [
+        f"  [yellow]{PoolAction(**action).describe()}[/]" for action in proxy["actions"]]
+
+
 def run(args: argparse.Namespace) -> int:
     with open_context(args) as ctx:
         plan = make_plan(ctx.tree, ctx.runtime.list(ctx.tree.project), args.sets)
+        proxy = proxy_drift(ctx)
     if args.json:
-        print_json(plan.to_dict())
+        print_json({**plan.to_dict(), "proxy": proxy})
         return ExitStatus.OK
     console.print(render(plan))
     s = plan.summary()
     console.print("no change: everything runs as the spec asks" if plan.is_noop else
                   f"{s['create']} to create, {s['replace']} to replace, {s['remove']} to remove, {s['keep']} unchanged")
+    for line in render_proxy(proxy) if proxy is not None else []:
+        console.print(line)
     return ExitStatus.OK

@@ -121,6 +121,8 @@ def _execute(args: argparse.Namespace, kind: str) -> int:
     try:
         with open_context(args, lock=kind) as ctx, _stop_on_signals(stop):
             engine = Engine(ctx.tree, ctx.runtime, ctx.journal, progress, stop, state_dir(ctx.tree))
+            if not args.dry_run:
+                engine.reconcile_proxy()
             resumed = engine.resume_unfinished()
             if kind == "resume":
                 if not resumed:

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from hitless.engine.desired import config_hash, slot_record
 from hitless.engine.plan import REASON_NOT_RUNNING, SlotChange, make_plan
-from hitless.engine.proxyctl import ProxyControl
+from hitless.engine.proxyctl import ProxyControl, fronted
 from hitless.engine.rollout import GateFailed, Rollout
 from hitless.engine.steps import Emit, Event, StepRunner
 from hitless.errors import BadInput
@@ -35,8 +35,9 @@ class UpResult:
 
 
 def up(tree: DesiredTree, runtime: Runtime, journal: Journal, paths: tuple[str, ...], emit: Emit) -> UpResult:
-    """Converge the selected subtrees to a first deployment (starting the proxy when a service
-    has a frontend). Raises BadInput before anything starts when an image is missing, and
+    """Converge the selected subtrees to a first deployment. When a service has a frontend, the
+    proxy is reconciled first: started (supervised) if it is not running, handed over if it is
+    another version, its pools refilled with every running, healthy instance. Raises BadInput before anything starts when an image is missing, and
     GateFailed when a new instance does not become healthy (it is removed; its log tail is in the error)."""
     observed = runtime.list(tree.project)
     plan = make_plan(tree, observed, paths)
@@ -50,9 +51,10 @@ def up(tree: DesiredTree, runtime: Runtime, journal: Journal, paths: tuple[str, 
     steps = StepRunner(journal, deployment, emit, threading.Event())
     selected = tree.select(paths)
     proxy = None
-    if any(n.service.frontend is not None for n in selected):
-        proxy = ProxyControl(tree)
-        steps.run("proxy", str(proxy.socket_path), proxy.ensure_running, "make sure the proxy runs")
+    if fronted(tree):
+        proxy = ProxyControl(tree, runtime, emit)
+        steps.run("proxy", str(proxy.socket_path), lambda: proxy.reconcile(tree, runtime),  # type: ignore[union-attr]
+                  "the proxy runs, supervised, and its pools hold what runs")
     rollout = Rollout(tree.project, tree.base_dir, runtime, journal, steps, proxy, replace=False)
     try:
         for node in selected:
@@ -98,6 +100,6 @@ def down(tree: DesiredTree, runtime: Runtime, paths: tuple[str, ...], emit: Emit
     nodes = {n.path: n for n in tree.services()}
     stop_and_remove(runtime, [(i, nodes[i.labels.service_path].service.stop if i.labels.service_path in nodes else Stop())
                               for i in observed], emit)
-    if not paths and ProxyControl(tree).stop():
+    if not paths and ProxyControl(tree, runtime, emit).stop():
         emit(Event("info", "proxy stopped"))
     return len(observed)

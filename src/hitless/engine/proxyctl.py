@@ -1,21 +1,29 @@
-"""Driving the project's proxy: start it when needed, mirror the spec's frontends, and move
-instances in and out of its pools. Every call goes through the proxy's admin client."""
+"""Driving the project's proxy: keep it running (supervised by its host, at the installed
+hitless version), mirror the spec's frontends, keep its pools matching what runs, and move
+instances in and out of them. Every call goes through the proxy's admin client or its host."""
 
 from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
-from hitless.errors import OperationFailed
+from hitless import __version__
+from hitless.engine.health import check_once
+from hitless.engine.reconcile import Backend, Member, PoolAction, PoolDiff, pool_diff
+from hitless.engine.steps import Emit, Event
+from hitless.errors import HitlessError, OperationFailed
 from hitless.proxy.client import AdminClient, ProxyError, ProxyUnavailable, WaitTimeout
-from hitless.proxy.config import FrontendConfig, HealthCheck, HoldLimits
-from hitless.runtime.base import Instance
+from hitless.proxy.config import FrontendConfig, HealthCheck, HoldLimits, Timeouts
+from hitless.proxyhost.base import Hosted
+from hitless.proxyhost.select import host_for
+from hitless.runtime.base import Instance, Runtime
 from hitless.spec.tree import DesiredTree, ServiceNode
 
 START_TIMEOUT = 15.0
+RETIRED_WAIT = 5.0  # seconds a hand-over waits for the old proxy to exit before leaving it to drain
 
 
 def frontend_name(service_path: str) -> str:
@@ -37,6 +45,7 @@ def frontend_config(node: ServiceNode) -> FrontendConfig:
                            rise=health.rise, fall=health.fall),
         hold=HoldLimits(max_requests=hold.max_requests, max_bytes=hold.max_bytes, max_wait=hold.max_wait,
                         release_concurrency=hold.release_concurrency),
+        timeouts=Timeouts(**svc.frontend.timeouts.model_dump()),
     )
 
 
@@ -48,53 +57,126 @@ def backend_address(instance: Instance) -> str:
     return f"{host}:{port}"
 
 
+def fronted(tree: DesiredTree) -> list[ServiceNode]:
+    """The services of the spec that have a frontend, in upgrade order."""
+    return [n for n in tree.services() if n.service.frontend is not None]
+
+
+def handover_reasons(status: dict[str, Any], hosted: Hosted, installed: str = __version__) -> list[str]:
+    """Why the proxy answering must hand over to a new one: another hitless version, or no
+    host supervises it. Empty when it is the one it should be."""
+    reasons = []
+    if status.get("version") != installed:
+        reasons.append(f"it runs hitless {status.get('version')}, {installed} is installed")
+    if hosted.main_pid is None or hosted.main_pid != status.get("pid"):
+        reasons.append(f"no {hosted.kind} host supervises it")
+    return reasons
+
+
+def observe_members(tree: DesiredTree, runtime: Runtime) -> list[Member]:
+    """Every running instance of a service with a frontend, by its labels (whatever its image),
+    health-checked now with its service's check."""
+    nodes = {n.path: n for n in fronted(tree)}
+    running = [i for i in runtime.list(tree.project) if i.running and i.address and i.labels.service_path in nodes]
+
+    def member(inst: Instance) -> Member:
+        ok = check_once(runtime, inst, nodes[inst.labels.service_path].service.health).ok
+        return Member(frontend_name(inst.labels.service_path), inst.name, backend_address(inst), ok)
+
+    if not running:
+        return []
+    with ThreadPoolExecutor(max_workers=min(16, len(running))) as pool:
+        return list(pool.map(member, running))
+
+
+def _quiet(_: Event) -> None:
+    pass
+
+
 class ProxyControl:
     """The project's proxy, as the engine drives it."""
 
-    def __init__(self, tree: DesiredTree):
+    def __init__(self, tree: DesiredTree, runtime: Runtime, emit: Emit = _quiet):
         self.socket_path = (tree.base_dir / tree.spec.proxy.admin_socket).resolve()
-        self.log_path = self.socket_path.parent / "proxy.log"
         self.client = AdminClient(str(self.socket_path))
+        self.host = host_for(runtime, tree.project, self.socket_path)
+        self.emit = emit
 
-    def running_pid(self) -> int | None:
-        """The proxy's pid, or None when no proxy answers on the admin socket."""
+    # -- the process ------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any] | None:
+        """The proxy's own status (pid, version, workers, frontends), or None when none answers."""
         try:
-            return int(self.client.status()["pid"])
+            return self.client.status()
         except ProxyUnavailable:
             return None
 
+    def running_pid(self) -> int | None:
+        """The proxy's pid, or None when no proxy answers on the admin socket."""
+        status = self.status()
+        return int(status["pid"]) if status else None
+
     def ensure_running(self) -> int:
-        """Start the proxy (detached: it outlives this command) unless one answers; its pid."""
-        pid = self.running_pid()
-        if pid is not None:
+        """A proxy answers, supervised by the runtime's host and at the installed version:
+        started when none answers, handed over (no connection refused) when the one answering is
+        another version or unsupervised. Its pid."""
+        status = self.status()
+        if status is None:
+            hosted = self.host.inspect()
+            self.host.launch(handover=False)
+            pid = self._wait(lambda s: True)
+            if hosted.state == "missing":
+                self.emit(Event("info", f"proxy started (pid {pid}, supervised by its {self.host.kind} host)"))
+            else:
+                was = "was restarting" if hosted.alive else f"was not running (its host: {hosted.state})"
+                self.emit(Event("warning", f"the proxy {was}: it answers now (pid {pid}, {self.host.kind} host)"))
             return pid
-        self.socket_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "ab") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "hitless", "proxy", "--admin-socket", str(self.socket_path)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            )
+        pid = int(status["pid"])
+        reasons = handover_reasons(status, self.host.inspect())
+        if not reasons:
+            self.host.remove_retired(0)
+            return pid
+        paused = [f.get("name") for f in status.get("frontends", []) if f.get("paused")]
+        if paused:
+            self.emit(Event("warning", f"the proxy (pid {pid}) should be replaced ({'; '.join(reasons)}) but "
+                                       f"{', '.join(paused)} is paused: the hand-over waits for the next command"))
+            return pid
+        token = self.host.retire()
+        try:
+            self.host.launch(handover=True)
+            new = self._wait(lambda s: int(s["pid"]) != pid and self.host.inspect().main_pid == int(s["pid"]))
+        except HitlessError as exc:
+            self.host.unretire(token)
+            self.emit(Event("error", f"the proxy (pid {pid}) could not hand over ({exc}); it serves on"))
+            return pid
+        left = self.host.remove_retired(RETIRED_WAIT)
+        tail = f"; the old one drains its {len(left)} container(s) and is removed later" if left else ""
+        self.emit(Event("info", f"proxy handed over from pid {pid} to pid {new} ({'; '.join(reasons)}){tail}"))
+        return new
+
+    def _wait(self, accept) -> int:
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise OperationFailed(f"the proxy exited with code {proc.returncode} at start; see {self.log_path}")
-            pid = self.running_pid()
-            if pid is not None:
-                return pid
+            status = self.status()
+            if status is not None and accept(status):
+                return int(status["pid"])
             time.sleep(0.05)
-        raise OperationFailed(f"the proxy did not answer on {self.socket_path} within {START_TIMEOUT:.0f}s; see {self.log_path}")
+        raise OperationFailed(f"the proxy did not answer on {self.socket_path} within {START_TIMEOUT:.0f}s; "
+                              f"see {self.host.logs_hint()}")
 
     def stop(self, timeout: float = 60.0) -> bool:
-        """Ask the proxy to finish in-flight requests and exit; True when one was running."""
-        pid = self.running_pid()
-        if pid is None:
-            return False
+        """Stop the proxy gracefully (in-flight requests finish) and its host; True when one ran."""
+        stopped = self.host.stop(timeout)
+        status = self.status()
+        if status is None:
+            return stopped
+        # Answering still: a proxy no host of this runtime runs (another runtime's, or an older hitless's).
+        pid = int(status["pid"])
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                # When this process started the proxy, it is our child: reap it, or it lingers as a zombie.
-                os.waitpid(pid, os.WNOHANG)
+                os.waitpid(pid, os.WNOHANG)  # our child when this process started it: reap it
             except ChildProcessError:
                 pass
             try:
@@ -103,6 +185,43 @@ class ProxyControl:
                 return True
             time.sleep(0.05)
         raise OperationFailed(f"the proxy (pid {pid}) did not exit within {timeout:.0f}s of SIGTERM")
+
+    # -- reconciliation ---------------------------------------------------------------------
+
+    def pools(self) -> dict[str, dict[str, Backend]]:
+        """Every frontend the proxy has, with its backends by id."""
+        return {f["name"]: {b["id"]: Backend(b.get("address", ""), b.get("state", "")) for b in f.get("backends", [])}
+                for f in self.client.frontends()}
+
+    def drift(self, tree: DesiredTree, runtime: Runtime) -> PoolDiff:
+        """How the proxy's frontends and pools differ from the spec's frontends and what runs."""
+        return pool_diff([frontend_name(n.path) for n in fronted(tree)], self.pools(), observe_members(tree, runtime))
+
+    def reconcile(self, tree: DesiredTree, runtime: Runtime) -> PoolDiff:
+        """The proxy runs (supervised, this version), the spec's frontends exist, and each pool
+        holds the running, healthy instances of its service and nothing else. What was changed."""
+        self.ensure_running()
+        diff = self.drift(tree, runtime)
+        configs = {frontend_name(n.path): n for n in fronted(tree)}
+        for action in diff.actions:
+            self._apply(action, configs)
+            self.emit(Event("info", f"proxy: {action.describe()}", fields={"proxy_action": action.to_dict()}))
+        for m in diff.unhealthy:
+            self.emit(Event("warning", f"proxy: {m.backend_id} runs but is not healthy: not added to {m.frontend}"))
+        return diff
+
+    def _apply(self, action: PoolAction, configs: dict[str, ServiceNode]) -> None:
+        if action.kind == "add-frontend":
+            self.client.add_frontend(frontend_config(configs[action.frontend]))
+        elif action.kind == "remove":
+            self.forget(action.frontend, action.backend_id)
+        else:
+            if action.kind == "readdress":
+                self.forget(action.frontend, action.backend_id)
+            # Healthy by the engine's check just now: it serves at once.
+            self.client.add_backend(action.frontend, action.backend_id, action.address, ready=True)
+
+    # -- frontends and backends ------------------------------------------------------------
 
     def ensure_frontend(self, node: ServiceNode) -> str:
         """The service's frontend exists on the proxy (added if not); its name."""

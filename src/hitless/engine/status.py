@@ -1,13 +1,21 @@
-"""What runs now, per service and slot, with a health check run on each instance."""
+"""What runs now, per service and slot, with a health check run on each instance; and the
+project's proxy: its process, its host, and its pools against what runs."""
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from hitless import __version__
 
 from hitless.engine.desired import config_hash
+from hitless.errors import HitlessError
 from hitless.engine.health import CheckResult, check_once
+from hitless.engine.proxyctl import ProxyControl, frontend_name, fronted
+from hitless.engine.reconcile import Backend, Member, PoolDiff, pool_diff
 from hitless.runtime.base import Instance, Runtime
 from hitless.spec.model import Health
 from hitless.spec.tree import DesiredTree
@@ -74,3 +82,79 @@ def observe(tree: DesiredTree, runtime: Runtime) -> list[ServiceStatus]:
     result = [ServiceStatus(n.path, n.service.image, n.service.replicas, tuple(by_path.pop(n.path, []))) for n in nodes]
     result += [ServiceStatus(path, None, 0, tuple(found)) for path, found in sorted(by_path.items())]
     return result
+
+
+@dataclasses.dataclass(frozen=True)
+class FrontendStatus:
+    """One frontend of the proxy: its address and its backends, counted by state."""
+
+    name: str
+    listen: str
+    paused: bool
+    held: int
+    by_state: dict[str, int]  # ready, warming, down, draining, gone → count
+    backends: tuple[dict[str, Any], ...]  # id, address, state, inflight
+
+
+@dataclasses.dataclass(frozen=True)
+class ProxyStatus:
+    """The project's proxy as observed now; `running` False when its admin socket is silent."""
+
+    running: bool
+    socket: str
+    listens: tuple[str, ...]  # the spec's public addresses: refused while the proxy is down
+    host: dict[str, Any]  # what supervises it (container or supervisor): see proxyhost.base.Hosted
+    pid: int | None
+    version: str | None
+    installed_version: str
+    uptime_seconds: float | None
+    workers: tuple[dict[str, Any], ...]  # index, pid, started, restarts (a proxy with workers)
+    state_file: str | None
+    frontends: tuple[FrontendStatus, ...]
+    drift: PoolDiff | None  # how the pools differ from the running, healthy instances
+    error: str | None  # why it does not answer
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready form."""
+        data = dataclasses.asdict(self)
+        data["drift"] = self.drift.to_dict() if self.drift is not None else None
+        return data
+
+
+def _frontend_status(raw: dict[str, Any]) -> FrontendStatus:
+    backends = tuple({k: b.get(k) for k in ("id", "address", "state", "inflight")} for b in raw.get("backends", []))
+    by_state: dict[str, int] = {}
+    for b in backends:
+        by_state[str(b["state"])] = by_state.get(str(b["state"]), 0) + 1
+    return FrontendStatus(raw.get("name", "?"), raw.get("listen", "?"), bool(raw.get("paused")),
+                          int(raw.get("held") or 0), by_state, backends)
+
+
+def observe_proxy(tree: DesiredTree, runtime: Runtime, services: list[ServiceStatus]) -> ProxyStatus | None:
+    """The proxy (None when no service has a frontend), its pools compared with the instances
+    `services` observed running and healthy."""
+    nodes = fronted(tree)
+    if not nodes:
+        return None
+    control = ProxyControl(tree, runtime)
+    listens = tuple(n.service.frontend.listen for n in nodes)  # type: ignore[union-attr]
+    hosted = control.host.inspect().to_dict()
+    try:
+        status = control.client.status()
+    except HitlessError as exc:
+        return ProxyStatus(False, str(control.socket_path), listens, hosted, None, None, __version__, None, (), None, (), None,
+                           str(exc))
+    frontends = tuple(_frontend_status(f) for f in status.get("frontends", []))
+    pools = {f.name: {str(b["id"]): Backend(str(b.get("address") or ""), str(b["state"])) for b in f.backends}
+             for f in frontends}
+    wanted = {n.path for n in nodes}
+    members = [Member(frontend_name(svc.path), i.name, i.address, i.health == "healthy")
+               for svc in services if svc.path in wanted for i in svc.instances if i.state == "running" and i.address]
+    started = status.get("started")
+    return ProxyStatus(
+        running=True, socket=str(control.socket_path), listens=listens, host=hosted, pid=status.get("pid"),
+        version=status.get("version"), installed_version=__version__,
+        uptime_seconds=time.time() - float(started) if started else None,
+        workers=tuple(status.get("workers") or ()), state_file=status.get("state_file"), frontends=frontends,
+        drift=pool_diff([frontend_name(n.path) for n in nodes], pools, members), error=None,
+    )

@@ -16,7 +16,7 @@ from hitless.db.snapshot import Snapshots, covered
 from hitless.engine.jobs import remove_stale_jobs
 from hitless.engine.migrate import MigrationFailed, older_generations, run_phase
 from hitless.engine.plan import REASON_IMAGE, make_plan, plan_service
-from hitless.engine.proxyctl import ProxyControl
+from hitless.engine.proxyctl import ProxyControl, fronted
 from hitless.engine.rollout import GateFailed, Rollout
 from hitless.engine.steps import Emit, Event, Interrupted, StepRunner
 from hitless.errors import BadInput, OperationFailed
@@ -132,6 +132,13 @@ class Engine:
         self.stop_requested = stop_requested or threading.Event()
 
     # -- entry points -------------------------------------------------------------------
+
+    def reconcile_proxy(self) -> None:
+        """Before anything else: when a service has a frontend, the proxy runs (supervised, at
+        the installed version) and its pools hold every running, healthy instance, whatever
+        image it runs (an `--image` deployment included), and nothing else."""
+        if fronted(self.tree):
+            ProxyControl(self.tree, self.runtime, self.emit).reconcile(self.tree, self.runtime)
 
     def resume_unfinished(self) -> bool:
         """Finish (or finish rolling back) a run that was killed or interrupted; False when none."""
@@ -261,7 +268,7 @@ class Engine:
     def _rollout(self, tree: DesiredTree, steps: StepRunner, targets: list[ServiceNode]) -> Rollout:
         proxy = None
         if any(n.service.frontend is not None for n in targets):
-            proxy = ProxyControl(tree)
+            proxy = ProxyControl(tree, self.runtime, self.emit)
             steps.run("proxy", str(proxy.socket_path), proxy.ensure_running, "make sure the proxy runs")
         return Rollout(tree.project, tree.base_dir, self.runtime, self.journal, steps, proxy)
 

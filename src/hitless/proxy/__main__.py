@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from hitless.cli import proxy
 from hitless.errors import ExitStatus, HitlessError
+from hitless.proxy.cli import register
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hitless")
-    proxy.register(parser.add_subparsers(dest="command", required=True))
+    register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["proxy", *(sys.argv[1:] if argv is None else argv)])
     try:
         return int(args.func(args))

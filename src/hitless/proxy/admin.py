@@ -46,6 +46,9 @@ log = logging.getLogger("hitless.proxy")
 
 MAX_BODY = 1024 * 1024
 MAX_WAIT = 3600.0
+ADMIN_READ_TIMEOUT = 5.0  # a request head (and then its body) must arrive within this
+ADMIN_IDLE_TIMEOUT = 120.0  # an authenticated connection may wait this long between requests
+MAX_UNAUTHENTICATED = 16  # TCP connections at once that have not shown the token yet
 
 Handler = Callable[..., Awaitable[tuple[int, Any]]]
 
@@ -64,6 +67,7 @@ class AdminApi:
     def __init__(self, proxy: ProxyServer, token: str | None = None) -> None:
         self.proxy = proxy
         self.token = token
+        self._unauthenticated = 0
         self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
         r = self._routes
         fe, be = r"/v1/frontends/(?P<fe>[^/]+)", r"/backends/(?P<be>[^/]+)"
@@ -95,21 +99,38 @@ class AdminApi:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                      need_token: bool) -> None:
+        # Over TCP, a connection is unauthenticated until a request shows the token: such
+        # connections are few (MAX_UNAUTHENTICATED), short (ADMIN_READ_TIMEOUT) and never
+        # get a body read.
+        unauthenticated = need_token
+        if unauthenticated:
+            if self._unauthenticated >= MAX_UNAUTHENTICATED:
+                log.warning("admin: %d unauthenticated connections open; refusing another",
+                            self._unauthenticated)
+                writer.close()
+                return
+            self._unauthenticated += 1
+        first = True
         try:
             while True:
-                try:
+                wait = ADMIN_READ_TIMEOUT if first or unauthenticated else ADMIN_IDLE_TIMEOUT
+                async with asyncio.timeout(wait):
                     head = await reader.readuntil(b"\r\n\r\n")
-                except (asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-                    return
+                first = False
                 method, target, headers = _parse_head(head)
+                if need_token and not self._authorized(headers):
+                    await _reply(writer, 401, {"error": "a bearer token is required"},
+                                 close=True)
+                    return
+                if unauthenticated:
+                    unauthenticated = False
+                    self._unauthenticated -= 1
                 length = int(headers.get("content-length", "0") or 0)
                 if not 0 <= length <= MAX_BODY:
                     await _reply(writer, 413, {"error": "body too large"}, close=True)
                     return
-                body = await reader.readexactly(length) if length else b""
-                if need_token and not self._authorized(headers):
-                    await _reply(writer, 401, {"error": "a bearer token is required"})
-                    continue
+                async with asyncio.timeout(ADMIN_READ_TIMEOUT):
+                    body = await reader.readexactly(length) if length else b""
                 path = urlsplit(target).path
                 if method == "POST" and path == "/v1/takeover":
                     if not need_token:
@@ -118,17 +139,24 @@ class AdminApi:
                     await _reply(writer, 403, {"error": "takeover only over the Unix socket"})
                     continue
                 if method == "GET" and path == "/metrics":
-                    data = render(self.proxy.registry)
-                    await _reply_raw(writer, 200, data, CONTENT_TYPE)
+                    await _reply_raw(writer, 200, await self.metrics_text(), CONTENT_TYPE)
                     continue
                 status, payload = await self.handle(method, target, body)
                 await _reply(writer, status, payload)
                 if headers.get("connection", "").lower() == "close":
                     return
-        except (ConnectionError, ValueError, UnicodeDecodeError) as exc:
-            log.debug("admin connection: %s", exc)
+        except (ConnectionError, ValueError, UnicodeDecodeError, TimeoutError,
+                asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
+            # A client that went away, stalled or sent garbage: nothing to report upward.
+            log.debug("admin connection: %s", exc or type(exc).__name__)
         finally:
+            if unauthenticated:
+                self._unauthenticated -= 1
             writer.close()
+
+    async def metrics_text(self) -> bytes:
+        """The Prometheus text exposition of this process's counters."""
+        return render(self.proxy.registry)
 
     def _authorized(self, headers: dict[str, str]) -> bool:
         given = headers.get("authorization", "")

@@ -19,6 +19,11 @@ Shape (YAML or JSON; every key but `name` and `listen` is optional)::
           max_wait: 60.0             # seconds a request may be held
           release_concurrency: 16    # released requests in flight at once
           retry_after: 1             # Retry-After (s) on the 503 of an overflow
+        timeouts:                    # seconds, on the client side
+          keepalive: 75.0            # an idle connection between requests is closed
+          head: 30.0                 # a request head must arrive within this (408)
+          body: 60.0                 # a request body may stall this long (408)
+          send: 60.0                 # a client may read none of its answer this long
         backends: [127.0.0.1:8001]   # optional; start warming, health-checked
 
 Everything here is plain data: no I/O but `load_frontends`, which reads a file.
@@ -77,6 +82,25 @@ class HoldLimits:
 
 
 @dataclass(frozen=True)
+class Timeouts:
+    """Client-side timeouts of a frontend: slow or idle clients never hold a connection for ever.
+
+    None of them cuts a slow backend: a request the backend takes hours to answer completes.
+    """
+
+    keepalive: float = 75.0
+    head: float = 30.0
+    body: float = 60.0
+    send: float = 60.0
+
+    def __post_init__(self) -> None:
+        for name in ("keepalive", "head", "body", "send"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+                raise BadInput(f"timeouts.{name} must be a number of seconds > 0, not {value!r}")
+
+
+@dataclass(frozen=True)
 class FrontendConfig:
     """One public listen address and how its backends are checked and its requests held."""
 
@@ -86,6 +110,7 @@ class FrontendConfig:
     health: HealthCheck = field(default_factory=HealthCheck)
     hold: HoldLimits = field(default_factory=HoldLimits)
     backends: tuple[str, ...] = ()
+    timeouts: Timeouts = field(default_factory=Timeouts)
 
     def __post_init__(self) -> None:
         if not self.name or "/" in self.name:
@@ -111,9 +136,11 @@ class FrontendConfig:
         try:
             health = _sub(HealthCheck, data.pop("health", None), "health")
             hold = _sub(HoldLimits, data.pop("hold", None), "hold")
+            timeouts = _sub(Timeouts, data.pop("timeouts", None), "timeouts")
             backends = tuple(str(b) for b in data.pop("backends", None) or ())
-            _check_keys(cls, data, "frontend", skip=frozenset({"health", "hold", "backends"}))
-            return cls(**data, health=health, hold=hold, backends=backends)
+            _check_keys(cls, data, "frontend",
+                        skip=frozenset({"health", "hold", "backends", "timeouts"}))
+            return cls(**data, health=health, hold=hold, backends=backends, timeouts=timeouts)
         except TypeError as exc:
             raise BadInput(f"frontend {data.get('name', '?')}: {exc}") from None
 

@@ -10,16 +10,15 @@ from typing import Any
 from hitless.proxy.config import FrontendConfig
 from hitless.proxy.hold import Hold
 from hitless.proxy.http import ClientConnection, Request
+from hitless.proxy.limits import CAP
 from hitless.proxy.messages import canned
-from hitless.proxy.pool import Backend, Pool, State
+from hitless.proxy.pool import LOCAL_EXHAUSTION, Backend, Pool, State
 from hitless.proxy.upstream import UpstreamConnection
 
 log = logging.getLogger("hitless.proxy")
 
 MAX_ATTEMPTS = 5  # backends tried for one request before 502
 CONNECT_TIMEOUT = 5.0
-KEEPALIVE_TIMEOUT = 75.0  # an idle client connection is closed after this
-HEAD_TIMEOUT = 30.0  # a request head must arrive within this (slow-loris guard)
 DRAIN_IDLE_GRACE = 1.0  # when draining, an idle client connection gets this long to ask again
 UPSTREAM_IDLE = 3.0  # shorter than common backend keep-alive timeouts, to dodge their close race
 SWEEP_INTERVAL = 0.5
@@ -73,6 +72,7 @@ class Frontend:
         self.address: tuple[str, int] = (config.host, config.port)
         self.draining = False
         self._server: asyncio.AbstractServer | None = None
+        self._accepting = False
         self._sweeper: asyncio.Task[None] | None = None
         self._drain_started = 0.0
 
@@ -84,8 +84,10 @@ class Frontend:
             sock = bind_listener((self.config.host, self.config.port))
         self.sock = sock
         self.address = sock.getsockname()[:2]
-        self._server = await self.loop.create_server(
-            lambda: ClientConnection(self), sock=sock, backlog=BACKLOG)
+        self._accepting = True
+        CAP.register(self)
+        if self._accepting:
+            await self._serve()
         self._sweeper = self.loop.create_task(self._sweep())
         for i, address in enumerate(self.config.backends if with_backends else ()):
             self.pool.add(f"{self.name}-{i}", address)
@@ -93,6 +95,34 @@ class Frontend:
 
     def stop_accepting(self) -> None:
         """Stop accepting; the listening socket lives on in whoever else holds it."""
+        self._accepting = False
+        CAP.unregister(self)
+        self._close_server()
+
+    def pause_accepting(self) -> None:
+        """At the connection cap: leave new connections in the listen queue."""
+        self._accepting = False
+        self._close_server()
+
+    def resume_accepting(self) -> None:
+        """Below the cap again: accept what waits in the listen queue."""
+        if not self._accepting and self.sock is not None and not self.draining:
+            self._accepting = True
+            self.loop.create_task(self._serve())
+
+    async def _serve(self) -> None:
+        # The server gets a duplicate of the listening socket: closing it to pause accepting
+        # leaves the socket (and its queue of waiting connections) open.
+        if not self._accepting or self.sock is None or self.sock.fileno() < 0:
+            return
+        server = await self.loop.create_server(
+            lambda: ClientConnection(self), sock=self.sock.dup(), backlog=BACKLOG)
+        if self._accepting and self._server is None:
+            self._server = server
+        else:
+            server.close()
+
+    def _close_server(self) -> None:
         if self._server is not None:
             self._server.close()
             self._server = None
@@ -120,6 +150,8 @@ class Frontend:
         self.pool.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
+        if self.sock is not None:
+            self.sock.close()
 
     # -- dispatch (hot path) ------------------------------------------------------------
 
@@ -164,20 +196,31 @@ class Frontend:
 
     def connection_opened(self, client: ClientConnection) -> None:
         self.clients.add(client)
+        CAP.opened()
         self.stats.connections_total += 1
         if self.draining:
             client.closing = True
 
     def connection_closed(self, client: ClientConnection) -> None:
-        self.clients.discard(client)
+        if client in self.clients:
+            self.clients.discard(client)
+            CAP.closed()
 
     async def _connect(self, req: Request, backend: Backend) -> None:
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT):
                 _, conn = await self.loop.create_connection(
                     lambda: UpstreamConnection(backend, self.pool), backend.host, backend.port)
-        except (OSError, TimeoutError):
+        except (OSError, TimeoutError) as exc:
             backend.release()
+            if isinstance(exc, OSError) and exc.errno in LOCAL_EXHAUSTION:
+                log.warning("frontend %s: cannot connect to %s: %s (this process is out of "
+                            "resources; the backend stays %s)", self.name, backend.id,
+                            exc.strerror, backend.state.value)
+                if not req.finished:
+                    req.client.reject_held(req, self.config.hold.retry_after)
+                self.hold.connected(req)
+                return
             self.pool.connect_failed(backend)
             if req.finished or not self.retry(req):
                 self.hold.connected(req)
@@ -207,15 +250,26 @@ class Frontend:
         while True:
             await asyncio.sleep(SWEEP_INTERVAL)
             now = self.loop.time()
+            timeouts = self.config.timeouts
             for client in list(self.clients):
                 if client.idle():
-                    limit = DRAIN_IDLE_GRACE if client.closing else KEEPALIVE_TIMEOUT
+                    limit = DRAIN_IDLE_GRACE if client.closing else timeouts.keepalive
                     since = max(client.last_active, self._drain_started)
                     if now - since > limit and client.transport is not None:
                         client.transport.close()
                 elif (client.in_head and client.current is None and not client.lingering
-                      and now - client.head_started > HEAD_TIMEOUT):
+                      and now - client.head_started > timeouts.head):
                     client.timeout_head()
+                elif (client.parsing is not None and not client.in_head
+                      and not client.reading_paused and now - client.last_read > timeouts.body):
+                    log.info("frontend %s: request body stalled for %.0fs: giving up",
+                             self.name, now - client.last_read)
+                    client.timeout_body()
+                if (client.write_paused_since and client.transport is not None
+                        and now - client.write_paused_since > timeouts.send):
+                    log.info("frontend %s: client read nothing for %.0fs: closing",
+                             self.name, now - client.write_paused_since)
+                    client.transport.abort()
             for backend in self.pool.backends.values():
                 if backend.idle and now - backend.idle[0].idle_since > UPSTREAM_IDLE:
                     keep = []

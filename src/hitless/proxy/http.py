@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import httptools
 
 from hitless.proxy.messages import (BAD_GATEWAY, BAD_REQUEST, HOP_BY_HOP, IDEMPOTENT, TIMEOUT,
-                                    drop_listed)
+                                    ListedProtected, drop_listed)
 
 if TYPE_CHECKING:
     from hitless.proxy.frontend import Frontend
@@ -38,7 +38,7 @@ class Request:
         "client", "method", "head", "body", "body_bytes", "complete", "chunked",
         "keep_alive", "http10", "upgrade", "replayable", "dispatched", "attempts",
         "upstream", "backend", "held", "held_at", "released", "was_released",
-        "responded", "finished",
+        "responded", "finished", "resets",
     )
 
     def __init__(self, client: ClientConnection, method: bytes, head: bytes,
@@ -64,6 +64,7 @@ class Request:
         self.was_released = False
         self.responded = False  # some response bytes went to the client
         self.finished = False
+        self.resets = 0  # times a backend reset this request before answering it
 
     @property
     def idempotent(self) -> bool:
@@ -90,7 +91,9 @@ class ClientConnection(asyncio.Protocol):
         self.lingering = False
         self.in_head = False
         self.lost = False
-        self.last_active = 0.0
+        self.last_active = 0.0  # last request begun or response finished: the idle clock
+        self.last_read = 0.0  # last bytes read: the clock of a slow request body
+        self.write_paused_since = 0.0  # the client stopped reading our response (0: it reads)
         self.head_started = 0.0
         self.forwarded = b""
         self._reading_paused = False
@@ -101,6 +104,7 @@ class ClientConnection(asyncio.Protocol):
         self._te: bytes | None = None
         self._conn_tokens: bytes | None = None
         self._upgrade: bytes | None = None
+        self._has_body = False
 
     # -- asyncio.Protocol ---------------------------------------------------------------
 
@@ -109,7 +113,7 @@ class ClientConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.peer_ip = peer[0].encode() if isinstance(peer, tuple) else b"unix"
         self.forwarded = b"X-Forwarded-Proto: " + self.fe.proto + b"\r\n"
-        self.last_active = self.loop.time()
+        self.last_active = self.last_read = self.loop.time()
         self.fe.connection_opened(self)
 
     def data_received(self, data: bytes) -> None:
@@ -122,7 +126,7 @@ class ClientConnection(asyncio.Protocol):
             self.early += data  # the client speaks the upgraded protocol before the 101
             self.pause_reading()
             return
-        self.last_active = self.loop.time()
+        self.last_read = self.loop.time()
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -166,11 +170,13 @@ class ClientConnection(asyncio.Protocol):
         self.current = None
 
     def pause_writing(self) -> None:
+        self.write_paused_since = self.loop.time()
         req = self.current
         if req is not None and req.upstream is not None:
             req.upstream.transport.pause_reading()
 
     def resume_writing(self) -> None:
+        self.write_paused_since = 0.0
         req = self.current
         if req is not None and req.upstream is not None:
             req.upstream.transport.resume_reading()
@@ -184,7 +190,9 @@ class ClientConnection(asyncio.Protocol):
         self._headers = []
         self._head_size = 0
         self._xff = self._te = self._conn_tokens = self._upgrade = None
-        self.head_started = self.last_active
+        self._has_body = False
+        # Only a request resets the idle clock: bare CRLFs between requests do not.
+        self.head_started = self.last_active = self.last_read  # set by data_received, just now
         self.in_head = True
 
     def on_url(self, url: bytes) -> None:
@@ -202,12 +210,16 @@ class ClientConnection(asyncio.Protocol):
             if lname == b"transfer-encoding":
                 self._te = value if self._te is None else self._te + b"," + value
             elif lname == b"connection":
-                self._conn_tokens = value.lower()
+                value = value.lower()
+                self._conn_tokens = (value if self._conn_tokens is None
+                                     else self._conn_tokens + b"," + value)
             elif lname == b"upgrade":
                 self._upgrade = value
             elif lname == b"x-forwarded-for":
                 self._xff = value if self._xff is None else self._xff + b", " + value
             return
+        if lname == b"content-length" and value.strip() not in (b"0", b""):
+            self._has_body = True
         self._headers.append(b"%s: %s\r\n" % (name, value))
 
     def on_headers_complete(self) -> None:
@@ -224,8 +236,15 @@ class ClientConnection(asyncio.Protocol):
             chunked = True
         headers = self._headers
         if self._conn_tokens is not None:
-            headers = drop_listed(headers, self._conn_tokens)
+            try:
+                headers = drop_listed(headers, self._conn_tokens)
+            except ListedProtected as exc:
+                raise BadRequest(f"Connection names {exc}") from None
         upgrade = parser.should_upgrade() and self._upgrade is not None
+        if upgrade and (chunked or self._has_body):
+            # Whether the body belongs to HTTP or to the upgraded protocol depends on the
+            # backend's answer: no framing is safe for both, so refuse it.
+            raise BadRequest("Upgrade request with a body")
         xff = self.peer_ip if self._xff is None else self._xff + b", " + self.peer_ip
         parts = [b"%s %s HTTP/1.1\r\n" % (method, self._url), *headers,
                  b"X-Forwarded-For: ", xff, b"\r\n", self.forwarded]
@@ -399,6 +418,21 @@ class ClientConnection(asyncio.Protocol):
     def timeout_head(self) -> None:
         self.fe.count_status(408)
         self.reply_and_close(TIMEOUT)
+
+    def timeout_body(self) -> None:
+        """The request body stalled: 408 if no answer began, else cut the connection."""
+        req = self.current
+        if req is not None and not req.finished:
+            self.abandon(req)  # a half-sent body makes its upstream connection unusable
+            if req.responded:
+                self.transport.abort()  # type: ignore[union-attr]
+                return
+        self.timeout_head()
+
+    @property
+    def reading_paused(self) -> bool:
+        """True while the proxy itself holds back reading (backpressure, pipelining)."""
+        return self._reading_paused
 
     def pause_reading(self) -> None:
         if not self._reading_paused and self.transport is not None:

@@ -24,9 +24,24 @@ BAD_GATEWAY = canned(502, "Bad Gateway")
 TIMEOUT = canned(408, "Request Timeout")
 
 
+# A Connection header may not name these: dropping a framing header while the body is still
+# forwarded is how requests get smuggled, and the proxy sets the others itself.
+PROTECTED = frozenset({b"content-length", b"transfer-encoding", b"host"})
+
+
+class ListedProtected(ValueError):
+    """A Connection header names a header that must not be removed."""
+
+
 def drop_listed(headers: list[bytes], tokens: bytes) -> list[bytes]:
-    """Remove the headers named in a Connection header (they are hop-by-hop too)."""
+    """Remove the headers named in a Connection header (they are hop-by-hop too).
+
+    Raises ListedProtected when it names a framing header (or Host): such a request is
+    ambiguous and must be refused, never forwarded with its framing stripped.
+    """
     names = {t.strip() for t in tokens.split(b",")} - {b"close", b"keep-alive", b"upgrade", b""}
     if not names:
         return headers
+    if names & PROTECTED:
+        raise ListedProtected(b", ".join(sorted(names & PROTECTED)).decode("latin-1"))
     return [h for h in headers if h.split(b":", 1)[0].lower() not in names]

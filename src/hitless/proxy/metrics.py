@@ -7,7 +7,8 @@ someone asks, so that counting costs nothing measurable per request.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -21,13 +22,30 @@ if TYPE_CHECKING:
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
-class ProxyCollector(Collector):
-    """Collects the counters of every frontend of one proxy process."""
+@dataclass
+class MetricsData:
+    """What the metrics are made of: /v1/stats counters by frontend, the frontends' dicts
+    (pause flags, backend states and in-flight counts) and, in the master, its workers."""
 
-    def __init__(self, frontends: Callable[[], Iterable[Frontend]]) -> None:
-        self._frontends = frontends
+    stats: dict[str, dict[str, Any]]
+    frontends: list[dict[str, Any]]
+    workers: list[dict[str, Any]] | None = None
+
+
+def local_data(frontends: Iterable[Frontend]) -> MetricsData:
+    """The metrics data of the frontends of this process."""
+    fes = list(frontends)
+    return MetricsData(stats(fes), [fe.to_dict() for fe in fes])
+
+
+class ProxyCollector(Collector):
+    """Turns metrics data (of one process, or merged over the workers) into metric families."""
+
+    def __init__(self, source: Callable[[], MetricsData]) -> None:
+        self._source = source
 
     def collect(self) -> Iterator[Metric]:
+        data = self._source()
         requests = CounterMetricFamily(
             "hitless_proxy_requests", "Responses sent to clients, by frontend and status.",
             labels=["frontend", "status"])
@@ -60,37 +78,51 @@ class ProxyCollector(Collector):
         inflight = GaugeMetricFamily("hitless_proxy_backend_inflight",
                                      "Requests and tunnels in flight to each backend.",
                                      labels=["frontend", "backend"])
-        for fe in self._frontends():
-            name = fe.name
-            for status, n in sorted(fe.stats.status.items()):
+        families: list[Metric] = [requests, held, released, rejected, dropped, retries, failed,
+                                  bad, holding, paused, conns, states, inflight]
+        for name, s in data.stats.items():
+            for status, n in sorted(s.get("requests", {}).items(), key=lambda kv: int(kv[0])):
                 requests.add_metric([name, str(status)], n)
-            h = fe.hold.stats
-            held.add_metric([name], h.held)
-            released.add_metric([name], h.released)
-            rejected.add_metric([name, "max_requests"], h.rejected_count)
-            rejected.add_metric([name, "max_bytes"], h.rejected_bytes)
-            rejected.add_metric([name, "max_wait"], h.expired)
-            dropped.add_metric([name], h.dropped)
-            retries.add_metric([name], fe.stats.retries)
-            failed.add_metric([name], fe.stats.failed)
-            bad.add_metric([name], fe.stats.bad_requests)
-            holding.add_metric([name], fe.hold.count)
-            paused.add_metric([name], 1 if fe.hold.paused else 0)
-            conns.add_metric([name], len(fe.clients))
-            for backend in fe.pool.backends.values():
+            held.add_metric([name], s.get("held", 0))
+            released.add_metric([name], s.get("released", 0))
+            for reason in ("max_requests", "max_bytes", "max_wait"):
+                rejected.add_metric([name, reason], s.get("rejected", {}).get(reason, 0))
+            dropped.add_metric([name], s.get("hold_dropped", 0))
+            retries.add_metric([name], s.get("retries", 0))
+            failed.add_metric([name], s.get("upstream_failures", 0))
+            bad.add_metric([name], s.get("bad_requests", 0))
+            holding.add_metric([name], s.get("holding", 0))
+            conns.add_metric([name], s.get("connections", 0))
+        for fe in data.frontends:
+            name = fe["name"]
+            paused.add_metric([name], 1 if fe.get("paused") else 0)
+            for backend in fe.get("backends", []):
                 for state in State:
-                    states.add_metric([name, backend.id, state.value],
-                                      1 if backend.state is state else 0)
-                inflight.add_metric([name, backend.id], backend.inflight)
-        yield from (requests, held, released, rejected, dropped, retries, failed, bad,
-                    holding, paused, conns, states, inflight)
+                    states.add_metric([name, backend["id"], state.value],
+                                      1 if backend.get("state") == state.value else 0)
+                inflight.add_metric([name, backend["id"]], backend.get("inflight", 0))
+        if data.workers is not None:
+            live = GaugeMetricFamily("hitless_proxy_workers", "Worker processes serving now.")
+            live.add_metric([], sum(1 for w in data.workers if w.get("pid") and w.get("live")))
+            restarts = CounterMetricFamily("hitless_proxy_worker_restarts",
+                                           "Times the master replaced a worker that died.",
+                                           labels=["worker"])
+            for w in data.workers:
+                restarts.add_metric([str(w["index"])], w.get("restarts", 0))
+            families += [live, restarts]
+        yield from families
 
 
-def make_registry(frontends: Callable[[], Iterable[Frontend]]) -> CollectorRegistry:
-    """A registry of its own (not the global one), holding the proxy's collector."""
+def make_registry(source: Callable[[], MetricsData]) -> CollectorRegistry:
+    """A registry of its own (not the global one), holding a collector of `source`."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(ProxyCollector(frontends))
+    registry.register(ProxyCollector(source))
     return registry
+
+
+def render_data(data: MetricsData) -> bytes:
+    """The Prometheus text exposition of `data`."""
+    return render(make_registry(lambda: data))
 
 
 def render(registry: CollectorRegistry) -> bytes:

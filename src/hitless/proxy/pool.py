@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import errno
 import logging
 import time
 from collections.abc import Callable
@@ -20,6 +21,9 @@ if TYPE_CHECKING:
     from hitless.proxy.upstream import UpstreamConnection
 
 log = logging.getLogger("hitless.proxy")
+
+# The process is out of descriptors (or memory): a failure that says nothing of a backend.
+LOCAL_EXHAUSTION = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 
 class State(str, enum.Enum):
@@ -123,7 +127,8 @@ class Pool:
         return best
 
     def connect_failed(self, backend: Backend) -> None:
-        """Passive check: a refused or reset connection marks the backend down at once."""
+        """Passive check: a connection the backend refused (or that timed out) marks it down
+        at once. Nothing that happens on a connection once open may: a client can cause that."""
         backend.failures += 1
         if backend.state is State.READY:
             log.warning("backend %s/%s refused a connection: down", self.frontend, backend.id)
@@ -257,7 +262,9 @@ class Pool:
             ok = await check_once(backend.host, backend.port, health.path, health.timeout)
             if backend.state not in (State.WARMING, State.READY, State.DOWN):
                 break
-            if ok:
+            if ok is None:
+                pass  # this process could not check: no verdict on the backend
+            elif ok:
                 backend.fall_count = 0
                 backend.rise_count += 1
                 if backend.state is not State.READY and backend.rise_count >= health.rise:
@@ -272,8 +279,11 @@ class Pool:
             await asyncio.sleep(health.interval)
 
 
-async def check_once(host: str, port: int, path: str | None, timeout: float) -> bool:
-    """One active check: a TCP connect, then (with a path) a GET answered by 2xx or 3xx."""
+async def check_once(host: str, port: int, path: str | None, timeout: float) -> bool | None:
+    """One active check: a TCP connect, then (with a path) a GET answered by 2xx or 3xx.
+
+    None when this process is out of descriptors or memory: that says nothing of the backend.
+    """
     writer = None
     try:
         async with asyncio.timeout(timeout):
@@ -287,7 +297,9 @@ async def check_once(host: str, port: int, path: str | None, timeout: float) -> 
             parts = line.split(None, 2)
             return (len(parts) >= 2 and parts[0].startswith(b"HTTP/1.")
                     and parts[1].isdigit() and 200 <= int(parts[1]) < 400)
-    except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError):
+    except OSError as exc:
+        return None if exc.errno in LOCAL_EXHAUSTION else False
+    except (TimeoutError, asyncio.IncompleteReadError, ValueError):
         return False
     finally:
         if writer is not None:

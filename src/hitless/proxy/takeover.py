@@ -1,9 +1,9 @@
 """Hand-over of the listening sockets from a running proxy to a new one (SCM_RIGHTS).
 
-The new process sends ``POST /v1/takeover`` on the admin Unix socket. The old one answers with
-a JSON description of its frontends and backends, the listening sockets attached to that
-answer as file descriptors. The new process starts accepting on them, then sends ``ACK``; only
-then does the old one stop accepting. Both accept from the same kernel queues meanwhile, so no
+The new master sends ``POST /v1/takeover`` on the admin Unix socket. The old one answers with
+its routing table (frontends, their backends and states), the admin and listening sockets
+attached to that answer as file descriptors. The new master starts its workers on them, and
+once they all serve sends ``ACK``; only then do the old master's workers stop accepting. Both accept from the same kernel queues meanwhile, so no
 connection is refused. The old process keeps the admin connection open until it exits, which
 tells the new one when the requests it still served are done.
 """
@@ -97,7 +97,9 @@ def receive_listeners(path: str) -> tuple[socket.socket, dict[str, Any], list[so
 
 
 def _recv(conn: socket.socket, fds: list[int]) -> bytes:
-    data, ancdata, _flags, _addr = conn.recvmsg(65536, socket.CMSG_SPACE(MAX_FDS * 4))
+    # Close-on-exec: a listener must not leak into a process this one starts.
+    data, ancdata, _flags, _addr = conn.recvmsg(65536, socket.CMSG_SPACE(MAX_FDS * 4),
+                                                socket.MSG_CMSG_CLOEXEC)
     for level, kind, payload in ancdata:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
             got = array.array("i")

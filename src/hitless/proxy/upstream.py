@@ -5,8 +5,13 @@ body streamed to the client (re-chunked when the backend chunks). Whatever one r
 backend produced goes to the client in one write.
 
 When a connection dies before any response byte, the request may be retried elsewhere: always
-when it was never written; when it was written on a reused connection, if its method is
-idempotent or the backend reset it (a reset means the backend never read it).
+when it was never written; when it was written, if its method is idempotent or the backend
+reset it (a reset means the backend never read it) — but only once: a request that backends
+keep dropping is failed, not sent around to crash them all. Such a failure is the request's,
+not the backend's: only connect failures and health checks change a backend's state.
+
+A backend that sends more than the one response asked for (bytes after it, in the same read or
+while the connection is idle) is out of step: that response is the last on the connection.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ if TYPE_CHECKING:
     from hitless.proxy.pool import Backend, Pool
 
 RESET_PROBE = 0.005  # seconds to wait for a reset after a silent close, to tell who read what
+MAX_DROPS = 1  # retries of a request that a backend took and dropped without an answer
 _RESET_ERRORS = (errno.ECONNRESET, errno.EPIPE)
 _STATUS_LINES = {200: b"HTTP/1.1 200 OK\r\n"}
 
@@ -111,6 +117,14 @@ class UpstreamConnection(asyncio.Protocol):
             self._bad_response()
             return
         except httptools.HttpParserError:
+            if self._done:
+                # A complete response, then bytes of another one: the first is the answer,
+                # the rest is never forwarded and the connection never reused.
+                self._reusable = False
+                if out:
+                    self._flush()
+                self._finish()
+                return
             self._bad_response()
             return
         if out:
@@ -134,8 +148,6 @@ class UpstreamConnection(asyncio.Protocol):
         self.closed = True
         backend = self.backend
         backend.conns.discard(self)
-        if isinstance(exc, (ConnectionResetError, BrokenPipeError, ConnectionRefusedError)):
-            self.pool.connect_failed(backend)
         req, client = self.req, self.client
         if req is None:
             return
@@ -154,7 +166,7 @@ class UpstreamConnection(asyncio.Protocol):
         elif not self.got_bytes and not self._cut:
             # A reset means the backend never read the request; an idempotent one is safe
             # to send again either way.
-            retry = req.idempotent or isinstance(exc, ConnectionResetError)
+            retry = _dropped(req, req.idempotent or isinstance(exc, ConnectionResetError))
             client.upstream_failed(req, retry)  # type: ignore[union-attr]
         else:
             client.upstream_failed(req, False)  # type: ignore[union-attr]
@@ -170,6 +182,8 @@ class UpstreamConnection(asyncio.Protocol):
     # -- httptools callbacks ------------------------------------------------------------
 
     def on_message_begin(self) -> None:
+        if self._done:
+            raise ExtraResponse("a second response to one request")
         self._reason = b""
         self._headers = []
         self._chunked = self._length = False
@@ -263,8 +277,9 @@ class UpstreamConnection(asyncio.Protocol):
         self.req = None
         self._done = False
         backend.release()
-        if (self._reusable and req.complete and backend.state is State.READY  # type: ignore
-                and not self.closed):
+        # After an Upgrade request the backend may already speak the other protocol.
+        if (self._reusable and req.complete and not req.upgrade  # type: ignore[union-attr]
+                and backend.state is State.READY and not self.closed):
             self.reused = True
             self.client = None
             self.idle_since = client.loop.time()  # type: ignore[union-attr]
@@ -323,4 +338,14 @@ class UpstreamConnection(asyncio.Protocol):
         self.backend.conns.discard(self)
         self.transport.abort()
         self.backend.release()
-        self.client.upstream_failed(req, reset)  # type: ignore[union-attr]
+        self.client.upstream_failed(req, _dropped(req, reset))  # type: ignore[union-attr]
+
+
+class ExtraResponse(Exception):
+    """Raised in a parser callback: the backend answered more than it was asked."""
+
+
+def _dropped(req: Request, retry: bool) -> bool:
+    """A backend took `req` and closed without answering: may it go to another backend?"""
+    req.resets += 1
+    return retry and req.resets <= MAX_DROPS

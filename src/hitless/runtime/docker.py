@@ -105,6 +105,23 @@ def instance_from_attrs(attrs: dict[str, Any]) -> Instance | None:
     )
 
 
+@contextlib.contextmanager
+def engine_errors(what: str) -> Iterator[None]:
+    """Turn SDK and transport errors into one-line HitlessErrors naming `what` failed."""
+    try:
+        yield
+    except HitlessError:
+        raise
+    except docker.errors.NotFound as exc:
+        raise OperationFailed(f"{what}: not found ({_engine_message(exc)})") from None
+    except docker.errors.APIError as exc:
+        raise OperationFailed(f"{what}: {_engine_message(exc)}") from None
+    except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+        raise RuntimeUnavailable(f"{what}: the Docker engine does not answer ({_one_line(exc)})") from None
+    except docker.errors.DockerException as exc:
+        raise OperationFailed(f"{what}: {_one_line(exc)}") from None
+
+
 class DockerRuntime:
     """Instances as containers of a Docker engine."""
 
@@ -142,25 +159,10 @@ class DockerRuntime:
 
     # -- errors ---------------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def _engine(self, what: str) -> Iterator[None]:
-        """Turn SDK and transport errors into one-line HitlessErrors naming `what` failed."""
-        try:
-            yield
-        except HitlessError:
-            raise
-        except docker.errors.NotFound as exc:
-            raise OperationFailed(f"{what}: not found ({_engine_message(exc)})") from None
-        except docker.errors.APIError as exc:
-            raise OperationFailed(f"{what}: {_engine_message(exc)}") from None
-        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
-            raise RuntimeUnavailable(f"{what}: the Docker engine does not answer ({_one_line(exc)})") from None
-        except docker.errors.DockerException as exc:
-            raise OperationFailed(f"{what}: {_one_line(exc)}") from None
 
     def _inspect(self, instance_id: str) -> dict[str, Any] | None:
         """The container's inspect document, or None when it no longer exists."""
-        with self._engine(f"inspect container {instance_id}"):
+        with engine_errors(f"inspect container {instance_id}"):
             try:
                 return self.client.api.inspect_container(instance_id)
             except docker.errors.NotFound:
@@ -170,7 +172,7 @@ class DockerRuntime:
 
     def list(self, project: str) -> list[Instance]:
         """Every container labelled with this project, running or not (foreign ones skipped)."""
-        with self._engine(f"list containers of project {project!r}"):
+        with engine_errors(f"list containers of project {project!r}"):
             containers = self.client.containers.list(
                 all=True, filters={"label": f"{LABEL_PREFIX}project={project}"}, ignore_removed=True
             )
@@ -219,7 +221,7 @@ class DockerRuntime:
         )
         # create + start rather than containers.run: run() pulls a missing image, and no
         # registry can be reached here.
-        with self._engine(f"create container {launch.name!r} from image '{launch.image}'"):
+        with engine_errors(f"create container {launch.name!r} from image '{launch.image}'"):
             try:
                 container = self.client.containers.create(launch.image, **kwargs)
             except docker.errors.ImageNotFound:
@@ -233,7 +235,7 @@ class DockerRuntime:
                     ) from None
                 raise
         try:
-            with self._engine(f"start container {launch.name!r}"):
+            with engine_errors(f"start container {launch.name!r}"):
                 container.start()
         except HitlessError:
             # A container that never started would linger as "created": remove it.
@@ -315,7 +317,7 @@ class DockerRuntime:
         process is killed from the host by its PID (the engine has no exec kill call).
         """
         what = f"exec {argv[:1]} in container {instance_id}"
-        with self._engine(what):
+        with engine_errors(what):
             exec_id = self.client.api.exec_create(instance_id, list(argv), stdout=True, stderr=True)["Id"]
             stream = self.client.api.exec_start(exec_id, stream=True)
         chunks: list[bytes] = []
@@ -333,7 +335,7 @@ class DockerRuntime:
         deadline = time.monotonic() + max(0.0, timeout)
         reader.join(max(0.0, deadline - time.monotonic()))
         while True:
-            with self._engine(what):
+            with engine_errors(what):
                 info = self.client.api.exec_inspect(exec_id)
             if not info.get("Running"):
                 reader.join(2.0)  # the stream ends right after the process
@@ -378,13 +380,13 @@ class DockerRuntime:
 
     def logs(self, instance_id: str, tail: int = 50) -> str:
         """The last `tail` lines of the container's stdout and stderr."""
-        with self._engine(f"logs of container {instance_id}"):
+        with engine_errors(f"logs of container {instance_id}"):
             raw = self.client.api.logs(instance_id, stdout=True, stderr=True, tail=max(0, tail))
         return raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
 
     def volume_path(self, name: str) -> Path:
         """The volume's mountpoint on this host (created when missing; local driver only)."""
-        with self._engine(f"look up volume {name!r}"):
+        with engine_errors(f"look up volume {name!r}"):
             try:
                 volume = self.client.volumes.get(name)
             except docker.errors.NotFound:

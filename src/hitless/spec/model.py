@@ -208,11 +208,21 @@ class Hold(_Strict):
     release_concurrency: int = Field(default=16, ge=1)
 
 
+class ClientTimeouts(_Strict):
+    """How long the proxy waits on a client (a slow backend is never cut by these)."""
+
+    keepalive: Duration = Field(default=75.0, gt=0)  # idle between two requests
+    head: Duration = Field(default=30.0, gt=0)  # for a whole request head
+    body: Duration = Field(default=60.0, gt=0)  # for the next bytes of a request body
+    send: Duration = Field(default=60.0, gt=0)  # for a client to read some of its answer
+
+
 class Frontend(_Strict):
     """A public address on the proxy, routed to this service's ready instances."""
 
     listen: Annotated[str, AfterValidator(_listen_address)]
     hold: Hold = Hold()
+    timeouts: ClientTimeouts = ClientTimeouts()
 
 
 class Volume(_Strict):

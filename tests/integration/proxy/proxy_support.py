@@ -75,14 +75,70 @@ class Backend(Proc):
             marker.touch()
 
 
+# Worker processes of each proxy the tests start. The existing tests check what one process
+# does (least-in-flight order, FIFO release across connections, per-process bounds), so one
+# worker unless a test asks for more; HITLESS_TEST_PROXY_WORKERS runs them all with N.
+DEFAULT_WORKERS = int(os.environ.get("HITLESS_TEST_PROXY_WORKERS", "1"))
+
+
 class Proxy(Proc):
     def __init__(self, popen: subprocess.Popen[str], admin_socket: Path) -> None:
         super().__init__(popen, "proxy")
         self.admin_socket = admin_socket
         self.client = AdminClient(str(admin_socket))
+        self.known_pids: set[int] = set()  # its fork server and workers, as status showed them
 
     def port(self, frontend: str) -> int:
         return int(self.client.frontend(frontend)["listen"].rsplit(":", 1)[1])
+
+    def status(self) -> dict[str, Any]:
+        """GET /v1/status, remembering the pids of the fork server and the workers."""
+        status = self.client.status()
+        self.known_pids.update(w["pid"] for w in status.get("workers", []) if w["pid"])
+        if status.get("forker_pid"):
+            self.known_pids.add(status["forker_pid"])
+        return status
+
+    def worker_pids(self) -> list[int]:
+        """Pids of the workers serving now, by index."""
+        return [w["pid"] for w in self.status()["workers"]]
+
+    def kill_all(self) -> None:
+        """SIGKILL the master, then every worker and fork server it was seen with."""
+        try:
+            self.status()
+        except ProxyUnavailable:
+            pass
+        self.kill()
+        for pid in self.known_pids:
+            kill_pid(pid)
+        for pid in self.known_pids:
+            wait_gone(pid)
+
+
+def _ours(pid: int) -> bool:
+    """True if `pid` still runs a hitless proxy process (not a reused pid, not a zombie)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    return b"hitless.proxy" in cmdline and state not in ("Z", "X")
+
+
+def kill_pid(pid: int) -> None:
+    """SIGKILL a proxy process by pid, if it is still one."""
+    if _ours(pid):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def wait_gone(pid: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while _ours(pid) and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 class Launcher:
@@ -107,10 +163,13 @@ class Launcher:
         return backend
 
     def proxy(self, frontends: list[dict[str, Any]] | None = None, *, takeover: bool = False,
-              admin_socket: Path | None = None, extra: list[str] | None = None) -> Proxy:
+              admin_socket: Path | None = None, extra: list[str] | None = None,
+              workers: int | None = None, state_file: Path | None = None) -> Proxy:
         admin_socket = admin_socket or self.tmp / "proxy.sock"
         cmd = [sys.executable, "-m", "hitless.proxy", "--admin-socket", str(admin_socket),
-               "--log-level", "warning"]
+               "--log-level", "warning", "--workers", str(workers or DEFAULT_WORKERS)]
+        if state_file is not None:
+            cmd += ["--state-file", str(state_file)]
         if frontends:
             import json
 
@@ -128,7 +187,7 @@ class Launcher:
             if popen.poll() is not None:
                 raise RuntimeError(f"proxy exited with {popen.returncode}")
             try:
-                status = proxy.client.status()
+                status = proxy.status()
                 if status["pid"] == popen.pid:
                     return proxy
             except ProxyUnavailable:
@@ -139,7 +198,9 @@ class Launcher:
 
     def stop_all(self) -> None:
         for proc in reversed(self.procs):
-            if proc.alive():
+            if isinstance(proc, Proxy):
+                proc.kill_all()  # the workers too: by pid, never by name
+            elif proc.alive():
                 proc.signal(signal.SIGKILL)
                 try:
                     proc.popen.wait(10)

@@ -25,7 +25,8 @@ def test_round_trip():
             "health": {"path": None, "interval": 0.5, "timeout": 0.2, "rise": 1, "fall": 1},
             "hold": {"max_requests": 1, "max_bytes": 2, "max_wait": 3.0,
                      "release_concurrency": 4, "retry_after": 5},
-            "backends": ["127.0.0.1:1"]}
+            "backends": ["127.0.0.1:1"],
+            "timeouts": {"keepalive": 1.0, "head": 2.0, "body": 3.0, "send": 4.0}}
     fe = FrontendConfig.from_dict(data)
     assert fe.to_dict() == data
     assert FrontendConfig.from_dict(json.loads(json.dumps(fe.to_dict()))) == fe
@@ -73,3 +74,21 @@ def test_load_files(tmp_path):
     yml.write_text("frontends: [\n")
     with pytest.raises(BadInput, match="not valid YAML"):
         load_frontends(yml)
+
+
+def test_a_services_frontend_timeouts_reach_the_proxy():
+    from hitless.engine.proxyctl import frontend_config
+    from hitless.spec import parse_spec
+
+    tree = parse_spec("""
+project: p
+sets:
+  net:
+    api:
+      image: 'api:1.0'
+      network: {port: 80}
+      frontend: {listen: '127.0.0.1:9000', timeouts: {keepalive: 5s, body: 2m}}
+""")
+    [node] = tree.services()
+    timeouts = frontend_config(node).timeouts
+    assert (timeouts.keepalive, timeouts.head, timeouts.body, timeouts.send) == (5.0, 30.0, 120.0, 60.0)
