@@ -162,16 +162,19 @@ class Frontend:
         else:
             self.forward(req)
 
-    def forward(self, req: Request) -> bool:
-        """Send `req` to the best ready backend; False while a new connection is opening."""
-        backend = self.pool.pick()
+    def forward(self, req: Request, failed: Backend | None = None) -> bool:
+        """Send `req` to the best ready backend, another than `failed` (the one that just
+        dropped it) if one is ready; False while a new connection is opening."""
+        backend = self.pool.pick(failed)
         if backend is None:
             self.hold.admit(req, front=True)
             return True
         backend.inflight += 1
         req.attempts += 1
         req.backend = backend
-        conn = backend.take_idle()
+        # Back to the backend that dropped it: on a new connection, since its idle ones may
+        # have died with the one that did.
+        conn = backend.take_idle() if backend is not failed else None
         if conn is not None:
             conn.bind(req)
             return True
@@ -181,12 +184,12 @@ class Frontend:
     def retry(self, req: Request) -> bool:
         """Send again a request that no backend processed; True while it waits to connect."""
         self.stats.retries += 1
-        req.backend = None
+        failed, req.backend = req.backend, None
         if req.attempts >= MAX_ATTEMPTS:
             req.client.upstream_failed(req, False)
             return False
         if self.pool.ready and not self.hold.paused:
-            return not self.forward(req)
+            return not self.forward(req, failed)
         self.hold.admit(req, front=True)
         return False
 

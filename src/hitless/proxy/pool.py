@@ -110,9 +110,12 @@ class Pool:
 
     # -- routing (hot path) ------------------------------------------------------------
 
-    def pick(self) -> Backend | None:
-        """The ready backend with the fewest requests in flight; ties rotate."""
+    def pick(self, avoid: Backend | None = None) -> Backend | None:
+        """The ready backend with the fewest requests in flight; ties rotate. `avoid` is only
+        picked when no other backend is ready."""
         ready = self.ready
+        if avoid is not None and len(ready) > 1 and avoid in ready:
+            ready = [b for b in ready if b is not avoid]
         n = len(ready)
         if n == 0:
             return None

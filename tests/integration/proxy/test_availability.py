@@ -57,6 +57,34 @@ def test_a_request_backends_reset_is_retried_once_and_marks_nobody_down(launch):
         assert reply.endswith(b"/fine") and time.monotonic() - started < 1.0  # not held
 
 
+def test_a_dropped_request_is_retried_on_another_backend(launch):
+    def flaky(path: str):
+        return ("reset",) if path.startswith("/flaky") else ("send", ok(path.encode()))
+
+    b2 = launch.backend("b2")
+    with RawBackend(flaky) as b1:
+        proxy = launch.proxy([frontend("web", [b1.address, b2.address], health={"interval": 5.0})])
+        wait_ready(proxy, "web", 2)
+        port = proxy.port("web")
+        # A long request in flight on b2: least-in-flight alone would send every retry back to b1.
+        slow: list[threading.Thread] = []
+        deadline = time.monotonic() + 5
+        while proxy.client.backend("web", "web-1")["inflight"] == 0:  # b1 answers at once
+            assert time.monotonic() < deadline, "no long request reached b2"
+            slow.append(threading.Thread(target=raw_exchange, args=(
+                port, b"GET /sleep/3 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", 10)))
+            slow[-1].start()
+            time.sleep(0.1)
+        for i in range(5):
+            reply = raw_exchange(port, f"GET /flaky/{i} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n".encode())
+            assert reply.startswith(b"HTTP/1.1 200 "), reply[:100]
+        for thread in slow:
+            thread.join()
+        # Each one b1 dropped went to b2 on its one retry, never back to b1.
+        assert [p for p in b1.paths() if p.startswith("/flaky")] == [f"/flaky/{i}" for i in range(5)]
+        assert _states(proxy) == ["ready", "ready"]  # a dropped request marks nobody down
+
+
 def test_bare_crlf_does_not_keep_an_idle_connection_open(launch):
     b1 = launch.backend("b1")
     proxy = launch.proxy([frontend("web", [b1.address], timeouts={"keepalive": 1.0})])
