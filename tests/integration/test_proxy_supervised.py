@@ -43,8 +43,12 @@ def proxy_pids(status: dict) -> list[int]:
 
 
 def kill_9(pids: list[int]) -> None:
-    """SIGKILL each pid, after checking it is a hitless proxy process."""
+    """SIGKILL each pid, after checking it is a hitless proxy process. One already dead (a
+    worker that exits as soon as its master is killed) is skipped."""
     for pid in pids:
+        stat = proc_stat(pid)
+        if stat is None or stat[0] in "ZX":
+            continue
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
         assert b"hitless" in cmdline, (pid, cmdline)
         os.kill(pid, signal.SIGKILL)

@@ -37,8 +37,9 @@ class UpResult:
 def up(tree: DesiredTree, runtime: Runtime, journal: Journal, paths: tuple[str, ...], emit: Emit) -> UpResult:
     """Converge the selected subtrees to a first deployment. When a service has a frontend, the
     proxy is reconciled first: started (supervised) if it is not running, handed over if it is
-    another version, its pools refilled with every running, healthy instance. Raises BadInput before anything starts when an image is missing, and
-    GateFailed when a new instance does not become healthy (it is removed; its log tail is in the error)."""
+    another version, its pools refilled with every running, healthy instance. Raises BadInput
+    before anything starts when an image is missing, and GateFailed when a new instance does
+    not become healthy (it is removed; its log tail is in the error)."""
     observed = runtime.list(tree.project)
     plan = make_plan(tree, observed, paths)
     nodes = {n.path: n for n in tree.services()}

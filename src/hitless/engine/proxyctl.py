@@ -12,7 +12,7 @@ from typing import Any
 
 from hitless import __version__
 from hitless.engine.health import check_once
-from hitless.engine.reconcile import Backend, Member, PoolAction, PoolDiff, pool_diff
+from hitless.engine.reconcile import Backend, Member, PoolAction, PoolDiff, pool_diff, pools_of
 from hitless.engine.steps import Emit, Event
 from hitless.errors import HitlessError, OperationFailed
 from hitless.proxy.client import AdminClient, ProxyError, ProxyUnavailable, WaitTimeout
@@ -111,11 +111,6 @@ class ProxyControl:
         except ProxyUnavailable:
             return None
 
-    def running_pid(self) -> int | None:
-        """The proxy's pid, or None when no proxy answers on the admin socket."""
-        status = self.status()
-        return int(status["pid"]) if status else None
-
     def ensure_running(self) -> int:
         """A proxy answers, supervised by the runtime's host and at the installed version:
         started when none answers, handed over (no connection refused) when the one answering is
@@ -190,8 +185,7 @@ class ProxyControl:
 
     def pools(self) -> dict[str, dict[str, Backend]]:
         """Every frontend the proxy has, with its backends by id."""
-        return {f["name"]: {b["id"]: Backend(b.get("address", ""), b.get("state", "")) for b in f.get("backends", [])}
-                for f in self.client.frontends()}
+        return pools_of(self.client.frontends())
 
     def drift(self, tree: DesiredTree, runtime: Runtime) -> PoolDiff:
         """How the proxy's frontends and pools differ from the spec's frontends and what runs."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Mapping
-from typing import Literal
+from typing import Any, Literal
 
 PoolActionKind = Literal["add-frontend", "add", "readdress", "remove"]
 RETIRING = ("draining", "gone")
@@ -74,6 +74,13 @@ class PoolDiff:
         """A JSON-ready form."""
         return {"in_sync": self.in_sync, "actions": [a.to_dict() for a in self.actions],
                 "unhealthy": [dataclasses.asdict(m) for m in self.unhealthy]}
+
+
+def pools_of(frontends: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Backend]]:
+    """The pools in the proxy's frontend list (its admin API's form): backends by id, by frontend."""
+    return {str(f["name"]): {str(b["id"]): Backend(str(b.get("address") or ""), str(b.get("state") or ""))
+                             for b in f.get("backends", [])}
+            for f in frontends}
 
 
 def pool_diff(frontends: Iterable[str], pools: Mapping[str, Mapping[str, Backend]],

@@ -10,12 +10,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from hitless import __version__
-
 from hitless.engine.desired import config_hash
-from hitless.errors import HitlessError
 from hitless.engine.health import CheckResult, check_once
 from hitless.engine.proxyctl import ProxyControl, frontend_name, fronted
-from hitless.engine.reconcile import Backend, Member, PoolDiff, pool_diff
+from hitless.engine.reconcile import Member, PoolDiff, pool_diff, pools_of
+from hitless.errors import HitlessError
 from hitless.runtime.base import Instance, Runtime
 from hitless.spec.model import Health
 from hitless.spec.tree import DesiredTree
@@ -145,8 +144,7 @@ def observe_proxy(tree: DesiredTree, runtime: Runtime, services: list[ServiceSta
         return ProxyStatus(False, str(control.socket_path), listens, hosted, None, None, __version__, None, (), None, (), None,
                            str(exc))
     frontends = tuple(_frontend_status(f) for f in status.get("frontends", []))
-    pools = {f.name: {str(b["id"]): Backend(str(b.get("address") or ""), str(b["state"])) for b in f.backends}
-             for f in frontends}
+    pools = pools_of(status.get("frontends", []))
     wanted = {n.path for n in nodes}
     members = [Member(frontend_name(svc.path), i.name, i.address, i.health == "healthy")
                for svc in services if svc.path in wanted for i in svc.instances if i.state == "running" and i.address]

@@ -26,7 +26,8 @@ log = logging.getLogger("hitless.proxy")
 HEADER = struct.Struct(">I")
 MAX_FRAME = 64 * 1024 * 1024
 MAX_FDS = 64  # per frame; frames here carry one or two
-_CMSG_SPACE = socket.CMSG_SPACE(MAX_FDS * array.array("i").itemsize)
+_FD_SIZE = array.array("i").itemsize
+_CMSG_SPACE = socket.CMSG_SPACE(MAX_FDS * _FD_SIZE)
 _READS_PER_WAKEUP = 16
 
 Message = dict[str, Any]
@@ -83,9 +84,11 @@ class Decoder:
             os.close(self._fds.popleft())
 
 
-def recv_chunk(sock: socket.socket) -> tuple[bytes, list[int]]:
-    """One recvmsg: bytes and the descriptors that came with them (close-on-exec)."""
-    data, ancdata, flags, _ = sock.recvmsg(65536, _CMSG_SPACE, socket.MSG_CMSG_CLOEXEC)
+def recv_chunk(sock: socket.socket, max_fds: int = MAX_FDS) -> tuple[bytes, list[int]]:
+    """One recvmsg: bytes and the descriptors that came with them (close-on-exec, so that
+    none leaks into a process this one starts)."""
+    space = _CMSG_SPACE if max_fds == MAX_FDS else socket.CMSG_SPACE(max_fds * _FD_SIZE)
+    data, ancdata, flags, _ = sock.recvmsg(65536, space, socket.MSG_CMSG_CLOEXEC)
     fds: list[int] = []
     for level, kind, payload in ancdata:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
@@ -93,7 +96,7 @@ def recv_chunk(sock: socket.socket) -> tuple[bytes, list[int]]:
             got.frombytes(payload[: len(payload) - len(payload) % got.itemsize])
             fds.extend(got)
     if flags & socket.MSG_CTRUNC:
-        log.error("descriptors were lost on a channel (more than %d in one message)", MAX_FDS)
+        log.error("descriptors were lost on a channel (more than %d in one message)", max_fds)
     return data, fds
 
 

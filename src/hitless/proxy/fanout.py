@@ -22,7 +22,6 @@ from hitless.proxy.merge import (
     Reply, counters_only, merge_backend, merge_frontend, merge_frontends, merge_replies,
     merge_stats, merge_wait, with_retired)
 from hitless.proxy.metrics import MetricsData, render_data
-from hitless.proxy.routes import Routes
 
 if TYPE_CHECKING:
     from hitless.proxy.link import Message
@@ -186,9 +185,8 @@ class MasterApi(AdminApi):
         seen = [(fe["name"], b["id"], b.get("address", ""), b["state"])
                 for fe in merge_frontends([(i, r["frontends"]) for i, r in replies])
                 for b in fe["backends"]]
-        probe = self.master.routes.copy()
-        if any([probe.observe(*item) for item in seen]):
-            self.master.commit(lambda r: [r.observe(*item) for item in seen])
+        # A list, not any(): every observation is recorded, not only up to the first change.
+        self.master.commit(lambda r: any([r.observe(*item) for item in seen]), if_changed=True)
 
     # -- changes ------------------------------------------------------------------------
 
@@ -310,7 +308,5 @@ class MasterApi(AdminApi):
                                       f"(the previous proxy still runs)", "backend": payload}
         if status == 200 and until == "ready":
             address = payload.get("address", "")
-            probe: Routes = self.master.routes.copy()
-            if probe.observe(fe, be, address, "ready"):
-                self.master.commit(lambda r: r.observe(fe, be, address, "ready"))
+            self.master.commit(lambda r: r.observe(fe, be, address, "ready"), if_changed=True)
         return status, payload

@@ -85,9 +85,8 @@ class Frontend:
         self.sock = sock
         self.address = sock.getsockname()[:2]
         self._accepting = True
-        CAP.register(self)
-        if self._accepting:
-            await self._serve()
+        CAP.register(self)  # pauses accepting at once when the cap is reached
+        await self._serve()
         self._sweeper = self.loop.create_task(self._sweep())
         for i, address in enumerate(self.config.backends if with_backends else ()):
             self.pool.add(f"{self.name}-{i}", address)

@@ -55,7 +55,8 @@ class ConnectionCap:
 
     At the limit every frontend stops accepting: new connections wait in the kernel's listen
     queue (they are not refused) until one closes. The limit is `connection_cap` of the
-    open-files limit, raised first; HITLESS_PROXY_MAX_CONNECTIONS sets it instead.
+    open-files limit in force (the master raised it at start; its workers inherit it);
+    HITLESS_PROXY_MAX_CONNECTIONS sets it instead.
     """
 
     def __init__(self) -> None:
@@ -68,14 +69,14 @@ class ConnectionCap:
     def limit(self) -> int:
         """The cap (computed once, on first use)."""
         if self._limit is None:
-            fd_limit = raise_fd_limit()
+            fd_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
             given = os.environ.get("HITLESS_PROXY_MAX_CONNECTIONS", "").strip()
             self._limit = int(given) if given.isdigit() and int(given) > 0 else connection_cap(fd_limit)
         return self._limit
 
     def register(self, acceptor: Acceptor) -> None:
         """A frontend starts accepting (paused at once if the cap is reached)."""
-        _ = self.limit  # computed, and the descriptor limit raised, before the first accept
+        _ = self.limit  # computed before the first accept
         self._acceptors.add(acceptor)
         if self.full:
             acceptor.pause_accepting()

@@ -196,15 +196,18 @@ class Master:
 
     # -- the routing table --------------------------------------------------------------
 
-    def commit(self, change: Callable[[Routes], T]) -> T:
+    def commit(self, change: Callable[[Routes], T], if_changed: bool = False) -> T:
         """Apply `change` to a copy of the table, write it to the state file, keep it.
 
-        Nothing changes if the file cannot be written: the answer is an error.
+        With `if_changed`, a change that returns a false value leaves everything as it was
+        (no write). Nothing changes if the file cannot be written: the answer is an error.
         """
-        if self._handing_over or self.handed_over:
-            raise ApiError(503, "this proxy is handing over to a new one; ask again")
         table = self.routes.copy()
         result = change(table)
+        if if_changed and not result:
+            return result
+        if self._handing_over or self.handed_over:
+            raise ApiError(503, "this proxy is handing over to a new one; ask again")
         try:
             routing.save(self.state_file, table)
         except OSError as exc:

@@ -35,12 +35,18 @@ def merge_state(states: Sequence[str]) -> str:
     return states[0]
 
 
-def merge_backend(views: Sequence[tuple[int, View]]) -> View:
-    """One backend seen by several workers, as (worker index, its dict) pairs."""
+def _summed(views: Sequence[tuple[int, View]], keys: Sequence[str]) -> View:
+    """The first view, with each of `keys` that any view has summed over all of them."""
     out = dict(views[0][1])
-    for key in BACKEND_SUMS:
+    for key in keys:
         if any(key in v for _, v in views):
             out[key] = sum(v.get(key, 0) for _, v in views)
+    return out
+
+
+def merge_backend(views: Sequence[tuple[int, View]]) -> View:
+    """One backend seen by several workers, as (worker index, its dict) pairs."""
+    out = _summed(views, BACKEND_SUMS)
     out["state"] = merge_state([v["state"] for _, v in views if "state" in v])
     out["per_worker"] = [{"worker": i, "state": v.get("state"),
                           "inflight": v.get("inflight", 0)} for i, v in views]
@@ -58,10 +64,7 @@ def merge_backends(views: Sequence[tuple[int, list[View]]]) -> list[View]:
 
 def merge_frontend(views: Sequence[tuple[int, View]]) -> View:
     """One frontend seen by several workers."""
-    out = dict(views[0][1])
-    for key in FRONTEND_SUMS:
-        if any(key in v for _, v in views):
-            out[key] = sum(v.get(key, 0) for _, v in views)
+    out = _summed(views, FRONTEND_SUMS)
     out["backends"] = merge_backends([(i, v.get("backends", [])) for i, v in views])
     out["per_worker"] = [{"worker": i, "connections": v.get("connections", 0),
                           "held": v.get("held", 0), "paused": v.get("paused")}

@@ -3,8 +3,8 @@
 The new master sends ``POST /v1/takeover`` on the admin Unix socket. The old one answers with
 its routing table (frontends, their backends and states), the admin and listening sockets
 attached to that answer as file descriptors. The new master starts its workers on them, and
-once they all serve sends ``ACK``; only then do the old master's workers stop accepting. Both accept from the same kernel queues meanwhile, so no
-connection is refused. The old process keeps the admin connection open until it exits, which
+once they all serve sends ``ACK``; only then do the old master's workers stop accepting. Both
+accept from the same kernel queues meanwhile, so no connection is refused. The old process keeps the admin connection open until it exits, which
 tells the new one when the requests it still served are done.
 """
 
@@ -18,6 +18,7 @@ import socket
 from typing import Any
 
 from hitless.errors import OperationFailed, RuntimeUnavailable
+from hitless.proxy.channel import recv_chunk
 
 ACK = b"ACK\n"
 TIMEOUT = 30.0
@@ -97,14 +98,8 @@ def receive_listeners(path: str) -> tuple[socket.socket, dict[str, Any], list[so
 
 
 def _recv(conn: socket.socket, fds: list[int]) -> bytes:
-    # Close-on-exec: a listener must not leak into a process this one starts.
-    data, ancdata, _flags, _addr = conn.recvmsg(65536, socket.CMSG_SPACE(MAX_FDS * 4),
-                                                socket.MSG_CMSG_CLOEXEC)
-    for level, kind, payload in ancdata:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            got = array.array("i")
-            got.frombytes(payload[: len(payload) - len(payload) % got.itemsize])
-            fds.extend(got)
+    data, got = recv_chunk(conn, MAX_FDS)
+    fds.extend(got)
     if not data:
         raise OperationFailed("the running proxy closed the takeover connection")
     return data

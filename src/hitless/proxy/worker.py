@@ -30,7 +30,6 @@ from typing import Any
 
 from hitless.proxy.admin import AdminApi
 from hitless.proxy.channel import Channel, Message
-from hitless.proxy.limits import raise_fd_limit
 from hitless.proxy.link import reply
 from hitless.proxy.metrics import stats
 from hitless.proxy.server import ProxyServer
@@ -134,7 +133,6 @@ def main(sock: socket.socket, index: int) -> int:
     """The worker process's life, on its own uvloop event loop; its exit status."""
     import uvloop
 
-    raise_fd_limit()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the master's to handle
     # What the fork server imported lives as long as the worker: keep the collector's full
     # passes from walking it (and from writing to the pages it shares with the fork server).
