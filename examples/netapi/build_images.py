@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from hitless.errors import HitlessError
-from hitless.imagebuild import NETAPI_REPOSITORY, build_netapi_images
+from hitless.imagebuild import NETAPI_REPOSITORY, build_netapi_images, engine_client
 
 HERE = Path(__file__).resolve().parent
 
@@ -31,14 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{time.monotonic() - started:6.1f} s] {message}", flush=True)
 
     try:
-        import docker
-
-        try:
-            client = docker.from_env(timeout=300)
-            client.ping()
-        except docker.errors.DockerException as exc:
-            print(f"build_images: the Docker engine does not answer: {exc}", file=sys.stderr)
-            return 3
+        client = engine_client()
         ids = build_netapi_images(client, args.versions, context_dir=HERE, progress=progress)
     except HitlessError as exc:
         print(f"build_images: {exc}", file=sys.stderr)

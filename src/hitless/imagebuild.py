@@ -68,6 +68,18 @@ def _tail(text: str, lines: int = 5) -> str:
     return " | ".join(kept[-lines:])
 
 
+def engine_client(timeout: float = 300) -> Any:
+    """A docker SDK client of the engine the environment names (DOCKER_HOST), checked to answer."""
+    import docker
+
+    try:
+        client = docker.from_env(timeout=timeout)
+        client.ping()
+    except docker.errors.DockerException as exc:
+        raise RuntimeUnavailable(f"the Docker engine does not answer: {exc}") from exc
+    return client
+
+
 def _has_image(client: Any, name: str) -> bool:
     import docker.errors
 

@@ -14,7 +14,8 @@ import pytest
 
 from tests.support.load import Load
 from tests.support.neutron import NeutronCycle
-from tests.support.project import Project, free_port_range
+from hitless.probe.ports import free_port_range
+from tests.support.project import Project
 from tests.support.skips import skip_or_fail
 
 pytestmark = pytest.mark.docker

@@ -10,7 +10,8 @@ import pytest
 
 from tests.integration.test_proxy_supervised import answers_200, status_json, wait_until
 from tests.support.engine import restart_engine
-from tests.support.project import BOTH_RUNTIMES_SPEC, Project, assert_ok, free_port_range, proxy_containers, proxy_status
+from hitless.probe.ports import free_port_range
+from tests.support.project import BOTH_RUNTIMES_SPEC, Project, assert_ok, proxy_containers, proxy_status
 
 pytestmark = [pytest.mark.docker, pytest.mark.engine_restart]
 

@@ -7,12 +7,13 @@ import http.client
 import json
 import os
 import signal
-import random
 import socket
 import subprocess
 import sys
 import uuid
 from pathlib import Path
+
+from hitless.probe.ports import free_port
 
 UPGRADE_SPEC = """
 project: {project}
@@ -52,32 +53,6 @@ sets:
       frontend: {{listen: "127.0.0.1:{port}", hold: {{max_wait: 20s}}}}
       {migrations}
 """
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def free_port_range(count: int) -> int:
-    """The first of `count` consecutive TCP ports free now, below the ephemeral range.
-
-    Ports a spec reserves for instances are bound minutes later: from the ephemeral range,
-    the client connections of tests running beside this one could take them meanwhile.
-    """
-    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    for _ in range(200):
-        first = random.randrange(10000, low - count)
-        try:
-            for port in range(first, first + count):
-                with socket.socket() as sock:
-                    sock.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return first
-    raise RuntimeError(f"no {count} consecutive free ports below {low}")
 
 
 def project_on(request, tmp_path_factory, prefix: str, template: str, **fields: object) -> Project:

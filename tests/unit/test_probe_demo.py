@@ -87,5 +87,5 @@ def test_haproxy_has_kolla_settings():
 def test_only_the_newest_reports_are_kept(tmp_path):
     for name in ("20260101-000000", "20260102-000000", "20260103-000000"):
         (tmp_path / name).mkdir()
-    demo._prune(tmp_path, 2)
+    demo.prune_reports(tmp_path, 2)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["20260102-000000", "20260103-000000"]

@@ -51,6 +51,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("demo", help="upgrade netapi 1.0 → 2.0 the Kolla way and with hitless, under load, side by side")
     parser.add_argument("--runtime", choices=("auto", "docker", "process"), default="auto",
                         help="where the demo runs (default: Docker when an engine answers, else local processes)")
+    parser.add_argument("--openstack", action="store_true",
+                        help="instead of netapi: real Keystone 28.1.0 → 29.1.0 and Neutron 28.0.2 → 29.0.0 from PyPI, "
+                             "under openstacksdk users (Docker and MariaDB needed)")
     parser.add_argument("--keep", action="store_true",
                         help="leave the hitless deployment running on 2.0 (remove it with `hitless down -f FILE`, "
                              "FILE as printed)")
@@ -215,7 +218,7 @@ def table(kolla: dict[str, Any], hitless: dict[str, Any]) -> Table:
     return out
 
 
-def _prune(folder: Path, keep: int) -> None:
+def prune_reports(folder: Path, keep: int) -> None:
     """Remove all but the newest `keep` runs' reports."""
     runs = sorted((p for p in folder.glob("*") if p.is_dir()), key=lambda p: p.name)
     for old in runs[: max(0, len(runs) - keep)]:
@@ -239,6 +242,10 @@ def _remove_volumes(runtime, names: list[str]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.openstack:
+        from hitless.cli import demo_openstack
+
+        return demo_openstack.run(args)
     began = time.monotonic()
     example = NETAPI_CONTEXT / "hitless.yaml"
     if not example.is_file():
@@ -265,7 +272,7 @@ def run(args: argparse.Namespace) -> int:
                                     progress=lambda line: None if line.startswith("Step ") else say(line))
             ensure_haproxy(say)
             out = DEMO_DIR / "reports" / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-            _prune(DEMO_DIR / "reports", KEEP_REPORTS - 1)
+            prune_reports(DEMO_DIR / "reports", KEEP_REPORTS - 1)
             with Journal(state_dir(tree) / "state.db") as journal:
                 if runtime.list(PROJECT):
                     say("removing a demo deployment left running by an earlier demo")

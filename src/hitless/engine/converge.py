@@ -12,6 +12,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from hitless.engine.desired import config_hash, slot_record
+from hitless.engine.migrate import MigrationFailed, needs_bootstrap, run_phase
 from hitless.engine.plan import REASON_NOT_RUNNING, SlotChange, make_plan
 from hitless.engine.proxyctl import ProxyControl, fronted
 from hitless.engine.rollout import GateFailed, Rollout
@@ -38,8 +39,9 @@ def up(tree: DesiredTree, runtime: Runtime, journal: Journal, paths: tuple[str, 
     """Converge the selected subtrees to a first deployment. When a service has a frontend, the
     proxy is reconciled first: started (supervised) if it is not running, handed over if it is
     another version, its pools refilled with every running, healthy instance. Raises BadInput
-    before anything starts when an image is missing, and GateFailed when a new instance does
-    not become healthy (it is removed; its log tail is in the error)."""
+    before anything starts when an image is missing, GateFailed when a new instance does not
+    become healthy (it is removed; its log tail is in the error), and MigrationFailed when a
+    service's bootstrap (run before its first instance) fails."""
     observed = runtime.list(tree.project)
     plan = make_plan(tree, observed, paths)
     nodes = {n.path: n for n in tree.services()}
@@ -59,12 +61,15 @@ def up(tree: DesiredTree, runtime: Runtime, journal: Journal, paths: tuple[str, 
     rollout = Rollout(tree.project, tree.base_dir, runtime, journal, steps, proxy, replace=False)
     try:
         for node in selected:
+            if needs_bootstrap(runtime, tree.project, node):
+                steps.run("bootstrap", node.path, lambda node=node: run_phase(tree, runtime, node, "bootstrap"),
+                          f"bootstrap of {node.path} ({node.service.image}): its first instance", node.path)
             rollout.service(node)
         strays = [c for c in plan.of("remove") if c.service_path not in nodes and c.current]
         by_id = {i.id: i for i in observed}
         stop_and_remove(runtime, [(by_id[c.current.instance_id], Stop()) for c in strays  # type: ignore[union-attr]
                                   if c.current.instance_id in by_id], emit)
-    except GateFailed as exc:
+    except (GateFailed, MigrationFailed) as exc:
         journal.finish_deployment(deployment, "failed", str(exc))
         raise
     finally:

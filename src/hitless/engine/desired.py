@@ -75,6 +75,13 @@ def allocate_port(node: ServiceNode, runtime_kind: str, taken: Iterable[int]) ->
     raise OperationFailed(f"{node.path}: no free port left in {net.ports.first}-{net.ports.last}")  # type: ignore[union-attr]
 
 
+def service_mounts(node: ServiceNode, base_dir: Path) -> tuple[Mount, ...]:
+    """The service's volumes as mounts, a relative host path (`./etc`) resolved from `base_dir`."""
+    return tuple(Mount(source=v.source if not v.source.startswith(".") else str((base_dir / v.source).resolve()),
+                       target=v.target, read_only=v.read_only)
+                 for v in node.service.volumes)
+
+
 def launch_spec(project: str, node: ServiceNode, slot: int, generation: int, port: int, base_dir: Path) -> LaunchSpec:
     """Everything the runtime needs to start this slot's instance at this generation."""
     svc = node.service
@@ -82,11 +89,7 @@ def launch_spec(project: str, node: ServiceNode, slot: int, generation: int, por
         project=project, set_path=node.set_path, service=node.name, slot=slot, generation=generation,
         config_hash=config_hash(node), image=svc.image, port=port,
     )
-    mounts = tuple(
-        Mount(source=v.source if not v.source.startswith(".") else str((base_dir / v.source).resolve()),
-              target=v.target, read_only=v.read_only)
-        for v in svc.volumes
-    )
+    mounts = service_mounts(node, base_dir)
     environment = {**svc.environment, "HITLESS_PORT": str(port), "HITLESS_SLOT": str(slot),
                    "HITLESS_GENERATION": str(generation)}
     opts = svc.options

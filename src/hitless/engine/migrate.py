@@ -7,7 +7,7 @@ from hitless.errors import OperationFailed
 from hitless.runtime.base import Runtime
 from hitless.spec.tree import DesiredTree, ServiceNode
 
-PHASES = ("expand", "contract", "offline")
+PHASES = ("bootstrap", "expand", "contract", "offline")
 
 
 class MigrationFailed(OperationFailed):
@@ -32,6 +32,13 @@ def run_phase(tree: DesiredTree, runtime: Runtime, node: ServiceNode, phase: str
     if result.exit_code != 0:
         raise MigrationFailed(node.path, phase, f"exit code {result.exit_code}", result.output.rstrip().splitlines()[-15:])
     return result.output
+
+
+def needs_bootstrap(runtime: Runtime, project: str, node: ServiceNode) -> bool:
+    """Whether the service has a bootstrap phase and no instance yet (its first deployment)."""
+    mig = node.service.migrations
+    return (mig is not None and mig.bootstrap is not None and node.service.replicas > 0
+            and not any(i.labels.service_path == node.path for i in runtime.list(project)))
 
 
 def older_generations(runtime: Runtime, project: str, node: ServiceNode) -> list[str]:

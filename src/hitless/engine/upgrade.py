@@ -14,7 +14,7 @@ from hitless.engine.desired import config_hash, slot_record
 from hitless.engine.health import check_once
 from hitless.db.snapshot import Snapshots, covered
 from hitless.engine.jobs import remove_stale_jobs
-from hitless.engine.migrate import MigrationFailed, older_generations, run_phase
+from hitless.engine.migrate import MigrationFailed, needs_bootstrap, older_generations, run_phase
 from hitless.engine.plan import REASON_IMAGE, make_plan, plan_service
 from hitless.engine.proxyctl import ProxyControl, fronted
 from hitless.engine.rollout import GateFailed, Rollout
@@ -247,7 +247,10 @@ class Engine:
         if mig is not None and mig.offline is not None and new_image and ("offline", node.path) not in done:
             rollout.window([node], lambda: run_phase(tree, self.runtime, node, "offline"), "offline")
             return
-        if mig is not None and mig.expand is not None and new_image and ("expand", node.path) not in done:
+        if mig is not None and ("bootstrap", node.path) not in done and needs_bootstrap(self.runtime, tree.project, node):
+            steps.run("bootstrap", node.path, lambda: run_phase(tree, self.runtime, node, "bootstrap"),
+                      f"bootstrap of {node.path} ({node.service.image}): its first instance", node.path)
+        elif mig is not None and mig.expand is not None and new_image and ("expand", node.path) not in done:
             steps.run("expand", node.path, lambda: run_phase(tree, self.runtime, node, "expand"),
                       f"expand migration of {node.path} ({node.service.image})", node.path)
         rollout.service(node)

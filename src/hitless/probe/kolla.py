@@ -18,16 +18,18 @@ import http.client
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 from typing import Callable
 
+from hitless.engine.desired import service_mounts
 from hitless.errors import OperationFailed, RuntimeUnavailable
+from hitless.probe.ports import free_port
 from hitless.probe.records import StepSpan
 from hitless.runtime.base import ContainerOptions, Instance, Labels, LaunchSpec, Mount, Runtime
+from hitless.spec.tree import ServiceNode
 
 DOCKER_STOP_TIMEOUT = 10.0  # `docker stop`'s default, which Kolla's restarts go through
 HAPROXY_BIN = "haproxy"
@@ -78,12 +80,6 @@ def ensure_haproxy(note: Note) -> str:
     return path
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def answers(host: str, port: int, path: str = "/healthcheck", timeout: float = 1.0) -> bool:
     """True when GET path answers 200."""
     conn = http.client.HTTPConnection(host, port, timeout=timeout)
@@ -106,19 +102,46 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None
         time.sleep(0.05)
 
 
-class KollaWay:
-    """Replicas on host networking behind HAProxy, upgraded stop-first the way Kolla does it."""
+@dataclasses.dataclass(frozen=True)
+class KollaService:
+    """What each replica runs, as kolla-ansible's service definition gives it: environment,
+    volumes, command, and the path its health check asks. Its port comes in HITLESS_PORT."""
 
-    def __init__(self, runtime: Runtime, *, project: str = "hitless-demo-kolla", replicas: int = 2,
-                 stop_timeout: float = DOCKER_STOP_TIMEOUT, note: Note = lambda _: None):
+    name: str
+    environment: dict[str, str]
+    mounts: tuple[Mount, ...] = ()
+    command: tuple[str, ...] | None = None
+    health_path: str = "/healthcheck"
+
+    @classmethod
+    def of(cls, node: ServiceNode, base_dir: Path) -> "KollaService":
+        """The service a spec describes (its frontend and update settings are hitless's, not Kolla's)."""
+        svc = node.service
+        return cls(node.path.replace("/", "-"), dict(svc.environment), service_mounts(node, base_dir),
+                   tuple(svc.command) if svc.command else None, svc.health.http or "/")
+
+
+class KollaWay:
+    """Replicas on host networking behind HAProxy, upgraded stop-first the way Kolla does it.
+
+    Without a service, the replicas are netapi's, their data in a directory of the run's own."""
+
+    def __init__(self, runtime: Runtime, service: KollaService | None = None, *, project: str = "hitless-demo-kolla",
+                 replicas: int = 2, listen_port: int | None = None, stop_timeout: float = DOCKER_STOP_TIMEOUT,
+                 note: Note = lambda _: None):
         self.runtime = runtime
         self.project = project
         self.replicas = replicas
         self.stop_timeout = stop_timeout
         self.note = note
-        self.listen_port = free_port()
+        self.listen_port = listen_port or free_port()
         self.ports = [free_port() for _ in range(replicas)]
         self.workdir = Path(tempfile.mkdtemp(prefix="hitless-kolla-"))
+        if service is None:
+            (self.workdir / "data").mkdir()
+            service = KollaService("netapi", {"NETAPI_BIND": "127.0.0.1", "NETAPI_DB": "/var/lib/netapi/netapi.db"},
+                                   (Mount(str(self.workdir / "data"), "/var/lib/netapi"),))
+        self.service = service
         self.instances: dict[int, Instance] = {}
         self.generation = 0
         self.haproxy: subprocess.Popen | None = None
@@ -130,14 +153,17 @@ class KollaWay:
 
     # -- set up and tear down ---------------------------------------------------------------------
 
-    def start(self, image: str) -> None:
-        """Start the replicas of `image` and HAProxy in front of them; return when traffic flows."""
+    def start(self, image: str, bootstrap: tuple[str, ...] | None = None) -> None:
+        """Start the replicas of `image` (after its bootstrap container, when given) and HAProxy
+        in front of them; return when traffic flows."""
         binary = ensure_haproxy(self.note)
         self.generation += 1
+        if bootstrap:
+            self._job(image, "bootstrap", bootstrap)
         for slot in range(self.replicas):
             self.instances[slot] = self._launch(slot, image)
         for slot in range(self.replicas):
-            wait_until(lambda: answers("127.0.0.1", self.ports[slot]), 60, f"{image} replica {slot}")
+            self._wait_healthy(slot, image)
         servers = "".join(f"    server {self.project}-{slot} 127.0.0.1:{port} check inter 2000 rise 2 fall 5\n"
                           for slot, port in enumerate(self.ports))
         config = self.workdir / "haproxy.cfg"
@@ -157,7 +183,7 @@ class KollaWay:
             if self.haproxy.poll() is not None:  # type: ignore[union-attr]
                 tail = (self.workdir / "haproxy.log").read_text(errors="replace").strip().splitlines()[-1:]
                 raise OperationFailed(f"haproxy exited with status {self.haproxy.returncode}: {' '.join(tail)}")  # type: ignore[union-attr]
-            return answers("127.0.0.1", self.listen_port, "/v2.0/networks")
+            return answers("127.0.0.1", self.listen_port, self.service.health_path)
 
         wait_until(serving, 20, "haproxy")
 
@@ -205,11 +231,14 @@ class KollaWay:
             new_holder: list[Instance] = []
             step("start", f"{self.project}/{slot}", lambda: new_holder.append(self._launch(slot, image)))
             self.instances[slot] = new_holder[0]
-            step("gate", new_holder[0].name,
-                 lambda: wait_until(lambda: answers("127.0.0.1", self.ports[slot]), 60, f"{image} replica {slot}"))
+            step("gate", new_holder[0].name, lambda: self._wait_healthy(slot, image))
         if "contract" in migrations:
             step("contract", self.project, lambda: self._job(image, "contract", migrations["contract"]))
         return spans
+
+    def _wait_healthy(self, slot: int, image: str) -> None:
+        wait_until(lambda: answers("127.0.0.1", self.ports[slot], self.service.health_path, timeout=5.0), 120,
+                   f"{image} replica {slot}")
 
     def _job(self, image: str, what: str, argv: tuple[str, ...]) -> None:
         """A one-shot instance of `image` on the replicas' data, run to completion."""
@@ -242,14 +271,11 @@ class KollaWay:
         return self.runtime.start(self._launch_spec(slot, image))
 
     def _launch_spec(self, slot: int, image: str) -> LaunchSpec:
-        data = self.workdir / "data"
-        data.mkdir(exist_ok=True)
         port = self.ports[slot]
-        labels = Labels(project=self.project, set_path="kolla", service="netapi", slot=slot,
+        labels = Labels(project=self.project, set_path="kolla", service=self.service.name, slot=slot,
                         generation=self.generation, config_hash="kolla", image=image, port=port)
         return LaunchSpec(
-            name=f"{self.project}-{slot}-g{self.generation}", image=image, command=None,
-            environment={"HITLESS_PORT": str(port), "NETAPI_BIND": "127.0.0.1",
-                         "NETAPI_DB": "/var/lib/netapi/netapi.db"},
-            mounts=(Mount(str(data), "/var/lib/netapi"),), network="host", stop_signal="SIGTERM",
+            name=f"{self.project}-{slot}-g{self.generation}", image=image, command=self.service.command,
+            environment={**self.service.environment, "HITLESS_PORT": str(port)},
+            mounts=self.service.mounts, network="host", stop_signal="SIGTERM",
             options=ContainerOptions(), labels=labels)

@@ -236,12 +236,16 @@ class Volume(_Strict):
 class Migrations(_Strict):
     """Schema migration phases, each run as a one-shot instance of the NEW image.
 
+    `bootstrap` runs before a service's first instance starts, when no instance of it exists
+    (a first `up`, or a service new to the spec): it creates the schema, keys, a first admin, as
+    Kolla's bootstrap containers do; it may run again after `down`, so it must be idempotent.
     `expand` runs before the rollout (additive: old and new versions both work after it);
     `contract` after no instance of an older generation remains; `offline` inside a held window
     (requests held, old instances stopped, migration, new instances started, requests released).
     `status` prints the schema revision, recorded with each snapshot.
     """
 
+    bootstrap: Argv | None = None
     expand: Argv | None = None
     contract: Argv | None = None
     offline: Argv | None = None
