@@ -78,7 +78,7 @@ def open_context(args: argparse.Namespace, lock: str | None = None) -> Iterator[
 @contextlib.contextmanager
 def _opened(tree: DesiredTree, kind: str) -> Iterator[Context]:
     runtime = open_runtime(kind, state_dir(tree) / "process", process_images(tree),
-                           on_note=lambda note: reporter("info", note))
+                           on_note=lambda note: reporter("info", note), hosts=tree.spec.hosts)
     journal = Journal(state_dir(tree) / "state.db")
     try:
         yield Context(tree, runtime, journal)

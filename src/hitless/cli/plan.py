@@ -27,12 +27,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 def render(plan: Plan) -> Table:
     """The plan as a table, in upgrade order."""
     table = Table(title=f"plan for {plan.project}", title_justify="left")
-    for column in ("service", "slot", "action", "why", "now", "wanted"):
+    hosts = any(c.host for c in plan.changes)
+    for column in ("service", "slot", *(("host",) if hosts else ()), "action", "why", "now", "wanted"):
         table.add_column(column)
     for c in plan.changes:
         now = f"{c.current.image} g{c.current.generation} ({c.current.state})" if c.current else "—"
-        table.add_row(c.service_path, str(c.slot), f"[{_STYLE[c.action]}]{c.action}[/]", ", ".join(c.reasons) or "—",
-                      now, c.image or "—")
+        table.add_row(c.service_path, str(c.slot), *((c.host or "—",) if hosts else ()), f"[{_STYLE[c.action]}]{c.action}[/]",
+                      ", ".join(c.reasons) or "—", now, c.image or "—")
     return table
 
 

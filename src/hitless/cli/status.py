@@ -45,7 +45,8 @@ def render(project: str, runtime_kind: str, services: list[ServiceStatus]) -> Tr
             uptime = format_duration(inst.uptime_seconds) if inst.uptime_seconds is not None else "—"
             style = _HEALTH_STYLE.get(inst.health, "yellow")
             mark = "" if inst.current else " [yellow](differs from spec)[/]"
-            node.add(f"slot {inst.slot} g{inst.generation} {inst.image} [{style}]{inst.health}[/] "
+            where = f"on {inst.host} " if inst.host else ""
+            node.add(f"slot {inst.slot} {where}g{inst.generation} {inst.image} [{style}]{inst.health}[/] "
                      f"up {uptime} {inst.address or ''} [dim]{inst.name}[/]{mark}")
         if not svc.instances:
             node.add("[dim]no instance[/]")

@@ -34,6 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     up.add_argument("--image", action="append", default=[], metavar="SERVICE=REPO:TAG",
                     help="use this image for a service instead of the spec's (repeatable)")
     up.add_argument("--until", metavar="STAGE", help="stop after this set or service; run again to continue")
+    up.add_argument("--hosts", metavar="HOST[,HOST...]", default="",
+                    help="replace only the instances on these hosts (the others at their own pace, later)")
     up.add_argument("--dry-run", action="store_true", help="print the plan and stop")
     up.add_argument("--probe", choices=SCENARIOS, metavar="SCENARIO",
                     help=f"measure what users see through the upgrade ({', '.join(SCENARIOS)}); "
@@ -101,7 +103,8 @@ def _base_request(args: argparse.Namespace, kind: str) -> Request:
     spec = Path(args.spec_file or DEFAULT_SPEC)
     return Request(kind=kind, spec_text=spec.read_text(encoding="utf-8"), source=str(spec),
                    base_dir=str(spec.resolve().parent), paths=tuple(getattr(args, "sets", ())),
-                   images=_parse_images(getattr(args, "image", [])), until=getattr(args, "until", None))
+                   images=_parse_images(getattr(args, "image", [])), until=getattr(args, "until", None),
+                   hosts=tuple(h for h in getattr(args, "hosts", "").split(",") if h))
 
 
 def with_snapshot(tree, journal, request: Request, snapshot_id: int | None = None) -> Request:
@@ -129,6 +132,9 @@ def _execute(args: argparse.Namespace, kind: str) -> int:
                     progress(Event("info", "nothing to resume: no unfinished run"))
                 return ExitStatus.OK
             request = _base_request(args, kind)
+            unknown = sorted(set(request.hosts) - set(ctx.tree.spec.hosts))
+            if unknown:
+                raise BadInput(f"--hosts: no host {', '.join(unknown)} in the spec's hosts")
             if kind == "restore":
                 paths = tuple(n.path for n in covered(ctx.tree, args.set))
                 if not paths:

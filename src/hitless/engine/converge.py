@@ -56,7 +56,7 @@ def up(tree: DesiredTree, runtime: Runtime, journal: Journal, paths: tuple[str, 
     proxy = None
     if fronted(tree):
         proxy = ProxyControl(tree, runtime, emit)
-        steps.run("proxy", str(proxy.socket_path), lambda: proxy.reconcile(tree, runtime),  # type: ignore[union-attr]
+        steps.run("proxy", proxy.where, lambda: proxy.reconcile(tree, runtime),  # type: ignore[union-attr]
                   "the proxy runs, supervised, and its pools hold what runs")
     rollout = Rollout(tree.project, tree.base_dir, runtime, journal, steps, proxy, replace=False)
     try:

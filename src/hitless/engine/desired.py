@@ -58,19 +58,20 @@ def _ephemeral_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def allocate_port(node: ServiceNode, runtime_kind: str, taken: Iterable[int]) -> int:
+def allocate_port(node: ServiceNode, runtime_kind: str, observed: Iterable[Instance], host: str | None = None) -> int:
     """The port a new instance will serve on.
 
     Bridge networking in Docker: the container port. Host networking: the lowest port of the
-    service's range that no instance of the project holds and nothing on the host is bound to.
+    service's range that no instance of the project on the same host holds and, on this
+    machine, nothing is bound to (another host's sockets cannot be seen from here).
     The process runtime has no network namespace, so a bridge service gets a free loopback port.
     """
     net = node.service.network
     if net.mode == "bridge":
         return int(net.port) if runtime_kind == "docker" else _ephemeral_port()
-    used = set(taken)
+    used = ports_in_use(i for i in observed if i.host_name == host)
     for port in net.ports:  # type: ignore[union-attr]
-        if port not in used and _port_is_free(port):
+        if port not in used and (host is not None or _port_is_free(port)):
             return port
     raise OperationFailed(f"{node.path}: no free port left in {net.ports.first}-{net.ports.last}")  # type: ignore[union-attr]
 
@@ -106,6 +107,7 @@ def launch_spec(project: str, node: ServiceNode, slot: int, generation: int, por
             pid_mode=opts.pid, ipc_mode=opts.ipc, user=opts.user, workdir=opts.workdir,
         ),
         labels=labels,
+        host=node.host_of(slot),
     )
 
 

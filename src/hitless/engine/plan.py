@@ -24,6 +24,7 @@ REASON_NOT_RUNNING = "not-running"  # the slot's instance exited or died
 REASON_SCALED_DOWN = "scaled-down"  # slot index is at or above the new replica count
 REASON_NOT_IN_SPEC = "not-in-spec"  # the service is no longer in the spec
 REASON_SUPERSEDED = "superseded"  # an older generation left beside the slot's current one
+REASON_HOST = "host"  # the slot's instance runs on another host than the spec places the slot on
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +50,7 @@ class SlotChange:
     current: Current | None
     image: str | None  # desired image; None when removed
     config_hash: str | None
+    host: str | None = None  # the spec's host the slot is on (for a removal: the instance's)
 
     def to_dict(self) -> dict:
         """A JSON-ready form."""
@@ -59,6 +61,7 @@ class SlotChange:
             "reasons": list(self.reasons),
             "current": dataclasses.asdict(self.current) if self.current else None,
             "desired": {"image": self.image, "config_hash": self.config_hash} if self.image else None,
+            "host": self.host,
         }
 
 
@@ -110,7 +113,7 @@ def plan_service(node: ServiceNode, mine: list[Instance]) -> list[SlotChange]:
         by_slot[inst.labels.slot].append(inst)
     image, wanted_hash = node.service.image, config_hash(node)
     changes: list[SlotChange] = []
-    for slot in sorted(set(range(node.service.replicas)) | set(by_slot)):
+    for slot in sorted(set(range(node.slots)) | set(by_slot)):
         # The slot's current instance: running first, then the one already as the spec asks (an
         # interrupted upgrade or rollback leaves two), then the newest. The rest are leftovers.
         ranked = sorted(
@@ -118,16 +121,22 @@ def plan_service(node: ServiceNode, mine: list[Instance]) -> list[SlotChange]:
             key=lambda i: (i.running, (i.labels.image, i.labels.config_hash) == (image, wanted_hash), i.labels.generation),
             reverse=True,
         )
-        if slot >= node.service.replicas:
-            changes += [SlotChange(node.path, slot, "remove", (REASON_SCALED_DOWN,), _current(i), None, None) for i in ranked]
+        if slot >= node.slots:
+            changes += [SlotChange(node.path, slot, "remove", (REASON_SCALED_DOWN,), _current(i), None, None, i.host_name)
+                        for i in ranked]
             continue
+        host = node.host_of(slot)
         if not ranked:
-            changes.append(SlotChange(node.path, slot, "create", (), None, image, wanted_hash))
+            changes.append(SlotChange(node.path, slot, "create", (), None, image, wanted_hash, host))
             continue
         head, rest = ranked[0], ranked[1:]
         reasons = _replace_reasons(head, image, wanted_hash)
-        changes.append(SlotChange(node.path, slot, "replace" if reasons else "keep", reasons, _current(head), image, wanted_hash))
-        changes += [SlotChange(node.path, slot, "remove", (REASON_SUPERSEDED,), _current(i), None, None) for i in rest]
+        if head.host_name != host:
+            reasons += (REASON_HOST,)
+        changes.append(SlotChange(node.path, slot, "replace" if reasons else "keep", reasons, _current(head), image,
+                                  wanted_hash, host))
+        changes += [SlotChange(node.path, slot, "remove", (REASON_SUPERSEDED,), _current(i), None, None, i.host_name)
+                    for i in rest]
     return changes
 
 

@@ -18,7 +18,7 @@ from hitless.errors import HitlessError, OperationFailed
 from hitless.proxy.client import AdminClient, ProxyError, ProxyUnavailable, WaitTimeout
 from hitless.proxy.config import FrontendConfig, HealthCheck, HoldLimits, Timeouts
 from hitless.proxyhost.base import Hosted
-from hitless.proxyhost.select import host_for
+from hitless.proxyhost.select import host_for, proxy_on_host
 from hitless.runtime.base import Instance, Runtime
 from hitless.spec.tree import DesiredTree, ServiceNode
 
@@ -98,8 +98,13 @@ class ProxyControl:
 
     def __init__(self, tree: DesiredTree, runtime: Runtime, emit: Emit = _quiet):
         self.socket_path = (tree.base_dir / tree.spec.proxy.admin_socket).resolve()
-        self.client = AdminClient(str(self.socket_path))
-        self.host = host_for(runtime, tree.project, self.socket_path)
+        self.local = tree.spec.proxy.host is None
+        if self.local:
+            self.client = AdminClient(str(self.socket_path))
+            self.host = host_for(runtime, tree.project, self.socket_path)
+            self.where = str(self.socket_path)
+        else:
+            self.client, self.host, self.where = proxy_on_host(runtime, tree, self.socket_path)
         self.emit = emit
 
     # -- the process ------------------------------------------------------------------------
@@ -156,14 +161,14 @@ class ProxyControl:
             if status is not None and accept(status):
                 return int(status["pid"])
             time.sleep(0.05)
-        raise OperationFailed(f"the proxy did not answer on {self.socket_path} within {START_TIMEOUT:.0f}s; "
+        raise OperationFailed(f"the proxy did not answer on {self.where} within {START_TIMEOUT:.0f}s; "
                               f"see {self.host.logs_hint()}")
 
     def stop(self, timeout: float = 60.0) -> bool:
         """Stop the proxy gracefully (in-flight requests finish) and its host; True when one ran."""
         stopped = self.host.stop(timeout)
         status = self.status()
-        if status is None:
+        if status is None or not self.local:  # a host's pids are not this machine's to signal
             return stopped
         # Answering still: a proxy no host of this runtime runs (another runtime's, or an older hitless's).
         pid = int(status["pid"])

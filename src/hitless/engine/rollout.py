@@ -11,9 +11,9 @@ from __future__ import annotations
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Collection
 
-from hitless.engine.desired import allocate_port, launch_spec, ports_in_use, slot_record
+from hitless.engine.desired import allocate_port, launch_spec, slot_record
 from hitless.engine.health import CheckResult, check_once, wait_healthy
 from hitless.engine.plan import REASON_NOT_RUNNING, REASON_SUPERSEDED, SlotChange, plan_service
 from hitless.engine.proxyctl import ProxyControl, frontend_name
@@ -65,11 +65,13 @@ class Rollout:
 
     # -- one service ---------------------------------------------------------------------
 
-    def service(self, node: ServiceNode) -> None:
-        """Bring one service's slots to its spec."""
+    def service(self, node: ServiceNode, hosts: Collection[str] | None = None) -> None:
+        """Bring one service's slots to its spec (only the slots placed on `hosts`, when given)."""
         mine = [i for i in self.runtime.list(self.project) if i.labels.service_path == node.path]
         by_id = {i.id: i for i in mine}
         changes = plan_service(node, mine)
+        if hosts is not None:
+            changes = [c for c in changes if node.host_of(c.slot) in hosts]
         fe = self._frontend(node)
         try:
             superseded = {c.slot for c in changes if REASON_SUPERSEDED in c.reasons}
@@ -117,7 +119,7 @@ class Rollout:
                 self._each(lambda old, node=node: self._retire_now(frontends[node.path], node, old), olds)
             self.steps.run(what, ",".join(n.path for n in nodes), middle)
             for node in nodes:
-                self._batch_start(frontends[node.path], node, list(range(node.service.replicas)))
+                self._batch_start(frontends[node.path], node, list(range(node.slots)))
         finally:
             for fe in held:
                 self.steps.run("resume", fe, lambda fe=fe: self.proxy.resume(fe), f"resume {fe}: held requests released")  # type: ignore[union-attr]
@@ -179,12 +181,15 @@ class Rollout:
             observed = self.runtime.list(self.project)
             seen = [i.labels.generation for i in observed if i.labels.service_path == node.path and i.labels.slot == slot]
             generation = self.journal.allocate_generation(self.project, node.path, slot, observed_max=max(seen, default=0))
-            port = allocate_port(node, self.runtime.kind, ports_in_use(observed))
+            port = allocate_port(node, self.runtime.kind, observed, host)
             instance = self.runtime.start(launch_spec(self.project, node, slot, generation, port, self.base_dir))
             self.journal.record_slot(self.steps.deployment_id, slot_record(node, instance), "start")
             return instance
 
-        new = self.steps.run("start", f"{node.path}/{slot}", start, f"start {node.path} slot {slot} ({node.service.image})", node.path)
+        host = node.host_of(slot)
+        where = f" on {host}" if host else ""
+        new = self.steps.run("start", f"{node.path}/{slot}", start,
+                             f"start {node.path} slot {slot}{where} ({node.service.image})", node.path)
         self.started.append((node, new))
         self.steps.info(f"{new.name} started: generation {new.labels.generation}", instance=new.name,
                         generation=new.labels.generation, service=node.path, slot=slot)

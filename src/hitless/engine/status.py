@@ -36,6 +36,7 @@ class InstanceStatus:
     uptime_seconds: float | None
     address: str | None
     current: bool  # image and config match the spec
+    host: str | None = None  # the spec's host it runs on; None: this machine
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +59,7 @@ def _instance_status(runtime: Runtime, inst: Instance, health: Health, wanted: t
         name=inst.name, instance_id=inst.id, image=inst.labels.image, state=inst.state,
         health=("healthy" if result.ok else "unhealthy") if inst.running else inst.state,
         health_detail=result.detail, uptime_seconds=uptime, address=address,
-        current=wanted == (inst.labels.image, inst.labels.config_hash),
+        current=wanted == (inst.labels.image, inst.labels.config_hash), host=inst.host_name,
     )
 
 
@@ -78,7 +79,7 @@ def observe(tree: DesiredTree, runtime: Runtime) -> list[ServiceStatus]:
     by_path: dict[str, list[InstanceStatus]] = {}
     for status in sorted(statuses, key=lambda s: (s.slot, s.generation)):
         by_path.setdefault(status.service_path, []).append(status)
-    result = [ServiceStatus(n.path, n.service.image, n.service.replicas, tuple(by_path.pop(n.path, []))) for n in nodes]
+    result = [ServiceStatus(n.path, n.service.image, n.slots, tuple(by_path.pop(n.path, []))) for n in nodes]
     result += [ServiceStatus(path, None, 0, tuple(found)) for path, found in sorted(by_path.items())]
     return result
 
@@ -141,7 +142,7 @@ def observe_proxy(tree: DesiredTree, runtime: Runtime, services: list[ServiceSta
     try:
         status = control.client.status()
     except HitlessError as exc:
-        return ProxyStatus(False, str(control.socket_path), listens, hosted, None, None, __version__, None, (), None, (), None,
+        return ProxyStatus(False, control.where, listens, hosted, None, None, __version__, None, (), None, (), None,
                            str(exc))
     frontends = tuple(_frontend_status(f) for f in status.get("frontends", []))
     pools = pools_of(status.get("frontends", []))
@@ -150,7 +151,7 @@ def observe_proxy(tree: DesiredTree, runtime: Runtime, services: list[ServiceSta
                for svc in services if svc.path in wanted for i in svc.instances if i.state == "running" and i.address]
     started = status.get("started")
     return ProxyStatus(
-        running=True, socket=str(control.socket_path), listens=listens, host=hosted, pid=status.get("pid"),
+        running=True, socket=control.where, listens=listens, host=hosted, pid=status.get("pid"),
         version=status.get("version"), installed_version=__version__,
         uptime_seconds=time.time() - float(started) if started else None,
         workers=tuple(status.get("workers") or ()), state_file=status.get("state_file"), frontends=frontends,

@@ -52,15 +52,16 @@ class Request:
     services: dict[str, str] = dataclasses.field(default_factory=dict)  # service path → spec JSON (rollback)
     snapshot: int | None = None  # restore this snapshot in a held window ("restore", "rollback --restore-db")
     snapshot_set: str | None = None
+    hosts: tuple[str, ...] = ()  # only the slots placed on these hosts ("computes at their own pace")
 
     def to_json(self) -> dict[str, Any]:
         """The form stored in the journal."""
-        return {**dataclasses.asdict(self), "paths": list(self.paths)}
+        return {**dataclasses.asdict(self), "paths": list(self.paths), "hosts": list(self.hosts)}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "Request":
         """Read back what `to_json` stored."""
-        return cls(**{**data, "paths": tuple(data.get("paths", ()))})
+        return cls(**{**data, "paths": tuple(data.get("paths", ())), "hosts": tuple(data.get("hosts", ()))})
 
     def tree(self) -> DesiredTree:
         """The desired tree: the spec as it was read, with --image overrides and, for a rollback,
@@ -214,10 +215,10 @@ class Engine:
                 order = list(reversed(targets)) if request.kind == "rollback" else targets
                 for node in order:
                     self.emit(Event("phase", f"{node.path}: {node.service.update.strategy} to {node.service.image}", target=node.path))
-                    self._converge(tree, rollout, steps, node, request.kind == "upgrade", done)
+                    self._converge(tree, rollout, steps, node, request, done)
             failure = self._watch(rollout, targets)
             if failure is None and request.kind == "upgrade":
-                self._contract(tree, steps, targets, done)
+                self._contract(tree, steps, targets, done, partial=bool(request.hosts))
         except (GateFailed, MigrationFailed) as exc:
             failure = exc.lines()
         except Interrupted:
@@ -237,11 +238,12 @@ class Engine:
             good = self._good_records(tree, targets)
             self.journal.finish_deployment(deployment, "succeeded", good=good)
 
-    def _converge(self, tree: DesiredTree, rollout: Rollout, steps: StepRunner, node: ServiceNode, migrate: bool,
+    def _converge(self, tree: DesiredTree, rollout: Rollout, steps: StepRunner, node: ServiceNode, request: Request,
                   done: set[tuple[str, str]]) -> None:
         """One service: through an offline window when its migration needs one, else expand
-        (once per run) and its strategy."""
-        mig = node.service.migrations if migrate else None
+        (once per run) and its strategy, host batch by host batch (`update.hosts_serial`), on
+        the hosts asked for (all when none)."""
+        mig = node.service.migrations if request.kind == "upgrade" else None
         changes = plan_service(node, [i for i in self.runtime.list(tree.project) if i.labels.service_path == node.path])
         new_image = any(c.action == "create" or (c.action == "replace" and REASON_IMAGE in c.reasons) for c in changes)
         if mig is not None and mig.offline is not None and new_image and ("offline", node.path) not in done:
@@ -253,15 +255,29 @@ class Engine:
         elif mig is not None and mig.expand is not None and new_image and ("expand", node.path) not in done:
             steps.run("expand", node.path, lambda: run_phase(tree, self.runtime, node, "expand"),
                       f"expand migration of {node.path} ({node.service.image})", node.path)
-        rollout.service(node)
+        if not node.hosts:
+            rollout.service(node)
+            return
+        hosts = [h for h in node.hosts if not request.hosts or h in request.hosts]
+        size = node.service.update.hosts_serial or len(hosts) or 1
+        for first in range(0, len(hosts), size):
+            batch = hosts[first:first + size]
+            self.emit(Event("phase", f"{node.path}: host(s) {', '.join(batch)}", target=node.path))
+            rollout.service(node, hosts=batch)
 
-    def _contract(self, tree: DesiredTree, steps: StepRunner, targets: list[ServiceNode], done: set[tuple[str, str]]) -> None:
-        """Contract migrations, once no instance of an older generation remains."""
+    def _contract(self, tree: DesiredTree, steps: StepRunner, targets: list[ServiceNode], done: set[tuple[str, str]],
+                  partial: bool = False) -> None:
+        """Contract migrations, once no instance of an older generation remains. After an
+        upgrade of some hosts only (`partial`), older instances elsewhere make it wait, not fail."""
         for node in targets:
             mig = node.service.migrations
             if mig is None or mig.contract is None or ("contract", node.path) in done:
                 continue
             older = older_generations(self.runtime, tree.project, node)
+            if older and partial:
+                self.emit(Event("info", f"contract migration of {node.path} waits: {len(older)} instance(s) on other "
+                                        "hosts run an older image (it runs with the upgrade of the last of them)"))
+                continue
             if older:
                 raise OperationFailed(f"contract migration of {node.path} refused: older instances remain "
                                       f"({', '.join(older)}); `hitless resume` once they are gone")
@@ -272,7 +288,7 @@ class Engine:
         proxy = None
         if any(n.service.frontend is not None for n in targets):
             proxy = ProxyControl(tree, self.runtime, self.emit)
-            steps.run("proxy", str(proxy.socket_path), proxy.ensure_running, "make sure the proxy runs")
+            steps.run("proxy", proxy.where, proxy.ensure_running, "make sure the proxy runs")
         return Rollout(tree.project, tree.base_dir, self.runtime, self.journal, steps, proxy)
 
     def _watch(self, rollout: Rollout, targets: list[ServiceNode]) -> list[str] | None:
@@ -385,12 +401,20 @@ def rollback_request(tree: DesiredTree, runtime: Runtime, journal: Journal, base
 def plan_for(request: Request, runtime: Runtime):
     """The plan a request would carry out (printed before anything runs)."""
     tree = request.tree()
-    return plan_for_tree(tree, runtime, selected_services(tree, request.paths, request.until))
+    plan = plan_for_tree(tree, runtime, selected_services(tree, request.paths, request.until))
+    if not request.hosts:
+        return plan
+    nodes = {n.path: n for n in tree.services()}
+    return dataclasses.replace(plan, changes=tuple(
+        c for c in plan.changes if c.service_path not in nodes or not nodes[c.service_path].hosts
+        or nodes[c.service_path].host_of(c.slot) in request.hosts))
 
 
 def plan_for_tree(tree: DesiredTree, runtime: Runtime, nodes: list[ServiceNode]):
     """The plan for some services of a tree."""
     return make_plan(tree, runtime.list(tree.project), [s.path for s in nodes])
+
+
 def _tree_with(tree: DesiredTree, nodes: list[ServiceNode]) -> DesiredTree:
     replaced = {n.path: n for n in nodes}
 

@@ -39,8 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "--admin-socket, without refusing a connection; it then drains "
                              "and exits")
     parser.add_argument("--admin-tcp", metavar="HOST:PORT",
-                        help="also serve the admin API on this loopback address "
-                             "(needs --admin-token-file)")
+                        help="also serve the admin API on this address (needs --admin-token-file; "
+                             "plain HTTP: keep it on loopback or a trusted network)")
     parser.add_argument("--admin-token-file", metavar="FILE",
                         help="file holding the bearer token required on --admin-tcp")
     parser.add_argument("--log-level", default="info",

@@ -13,7 +13,10 @@ It is found by its labels, never remembered: the project, the state dir, the hit
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
+import io
+import tarfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +29,7 @@ from hitless import __version__
 from hitless.proxyhost.base import Hosted
 from hitless.runtime.docker import engine_errors
 
+REMOTE_STATE = "/var/lib/hitless-proxy"  # on a host: where its volume holds its socket, routing and token
 LABEL_PROJECT = "io.hitless.proxy.project"
 LABEL_STATE_DIR = "io.hitless.proxy.state-dir"
 LABEL_VERSION = "io.hitless.proxy.version"
@@ -47,19 +51,32 @@ def _epoch(raw: str | None) -> float | None:
         return None
 
 
+@dataclasses.dataclass(frozen=True)
+class OnHost:
+    """The proxy on one of the spec's hosts: its state in a named volume there (REMOTE_STATE),
+    its admin API on TCP at `admin` with a token (this machine cannot reach its Unix socket)."""
+
+    host: str
+    admin: str  # ADDRESS:PORT it listens on for the admin API
+    token: str
+    volume: str
+
+
 class DockerProxyHost:
-    """The project's proxy container(s), through the docker SDK."""
+    """The project's proxy container(s), through the docker SDK: on this machine's engine, with
+    `.hitless/` bind-mounted, or on a host's engine (`on_host`)."""
 
     kind = "docker"
 
     def __init__(self, client: Any, project: str, state_dir: Path, socket_path: Path,
-                 image: Callable[[], str]) -> None:
+                 image: Callable[[], str], on_host: OnHost | None = None) -> None:
         self.client = client
         self.project = project
         self.state_dir = state_dir.resolve()
         self.socket_path = socket_path
         self.name = container_name(project)
         self._image = image
+        self.on_host = on_host
 
     def _containers(self) -> list[Any]:
         with engine_errors(f"list the proxy containers of {self.project}"):
@@ -95,14 +112,23 @@ class DockerProxyHost:
                     current.start()  # stopped by hand (docker kill/stop): its restart policy is on again
                     return
                 current.remove(force=True, v=True)
-            self.state_dir.mkdir(parents=True, exist_ok=True)
+            if self.on_host is None:
+                self.state_dir.mkdir(parents=True, exist_ok=True)
+                command = ["--admin-socket", str(self.socket_path)]
+                mount = docker.types.Mount(target=str(self.state_dir), source=str(self.state_dir), type="bind")
+            else:
+                command = ["--admin-socket", f"{REMOTE_STATE}/proxy.sock", "--admin-tcp", self.on_host.admin,
+                           "--admin-token-file", f"{REMOTE_STATE}/admin-token"]
+                mount = docker.types.Mount(target=REMOTE_STATE, source=self.on_host.volume, type="volume")
             container = self.client.containers.create(
-                image, command=["--admin-socket", str(self.socket_path)], name=self.name,
+                image, command=command, name=self.name,
                 labels={LABEL_PROJECT: self.project, LABEL_STATE_DIR: str(self.state_dir), LABEL_VERSION: __version__},
                 network_mode="host", pid_mode="host", restart_policy=dict(RESTART_POLICY), stop_signal="SIGTERM",
-                mounts=[docker.types.Mount(target=str(self.state_dir), source=str(self.state_dir), type="bind")],
+                mounts=[mount],
             )
             try:
+                if self.on_host is not None:
+                    container.put_archive(REMOTE_STATE, _one_file_tar("admin-token", self.on_host.token.encode()))
                 container.start()
             except docker.errors.APIError:
                 container.remove(force=True, v=True)
@@ -162,4 +188,15 @@ class DockerProxyHost:
 
     def logs_hint(self) -> str:
         """Where the proxy writes."""
-        return f"`docker logs {self.name}`"
+        where = f" on host {self.on_host.host}" if self.on_host else ""
+        return f"`docker logs {self.name}`{where}"
+
+
+def _one_file_tar(name: str, data: bytes) -> bytes:
+    """A tar archive of one file, mode 0600 (for put_archive)."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        info = tarfile.TarInfo(name)
+        info.size, info.mode, info.mtime = len(data), 0o600, int(time.time())
+        tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()

@@ -93,6 +93,7 @@ class LaunchSpec:
     # A job that runs to completion (bootstrap, migration): the engine must not restart it.
     # Services (False) get a restart policy that brings them back after a crash or a reboot.
     one_shot: bool = False
+    host: str | None = None  # the spec's host to run on; None: this machine's runtime
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,7 +106,8 @@ class Instance:
     state: InstanceState
     started_at: dt.datetime | None
     exit_code: int | None  # set when state is "exited" or "dead"
-    host: str | None  # where its port answers from this machine (container IP or 127.0.0.1)
+    host: str | None  # where its port answers from this machine (container IP, 127.0.0.1, a host's address)
+    host_name: str | None = None  # the spec's host it runs on; None: this machine's runtime
 
     @property
     def running(self) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import reprlib
 from pathlib import Path
@@ -119,6 +120,38 @@ def _check_host_ports(root: SetNode, problems: list[str]) -> None:
         claimed.append((node.path, mine))
 
 
+def _check_inventory(spec: Spec, problems: list[str]) -> None:
+    """Groups name hosts, and no group is named like a host; the proxy's host exists."""
+    for group, members in spec.groups.items():
+        if group in spec.hosts:
+            problems.append(f"groups.{group}: a host is named {group!r} too")
+        problems += [f"groups.{group}: no host {m!r} in hosts" for m in members if m not in spec.hosts]
+    if spec.proxy.host is not None and spec.proxy.host not in spec.hosts:
+        problems.append(f"proxy.host: no host {spec.proxy.host!r} in hosts")
+
+
+def _place(root: SetNode, spec: Spec, problems: list[str]) -> SetNode:
+    """Each service's `hosts:` resolved (a group to its hosts, in order, each once), checked."""
+    children: list[Node] = []
+    for child in root.children:
+        if isinstance(child, SetNode):
+            children.append(_place(child, spec, problems))
+            continue
+        where = f"sets.{child.path.replace('/', '.')}"
+        hosts: list[str] = []
+        for name in child.service.hosts:
+            found = spec.groups.get(name, (name,) if name in spec.hosts else None)
+            if found is None:
+                problems.append(f"{where}.hosts: no group or host {name!r}")
+                continue
+            hosts += [h for h in found if h not in hosts]
+        if hosts and child.service.network.mode != "host":
+            problems.append(f"{where}.network.mode: a service on hosts needs host networking (mode: host, ports: ...): "
+                            "a bridge address is not reachable from other hosts")
+        children.append(dataclasses.replace(child, hosts=tuple(hosts)))
+    return dataclasses.replace(root, children=tuple(children))
+
+
 def _yaml_problem(exc: yaml.YAMLError, text: str) -> str:
     """One line for a YAML error: where, then what (PyYAML's own text spans several lines)."""
     if isinstance(exc, yaml.reader.ReaderError):
@@ -157,6 +190,8 @@ def parse_spec(text: str, source: str = DEFAULT_SPEC, base_dir: Path | None = No
         if root is not None:
             _check_host_ports(root, problems)
             if spec is not None:
+                _check_inventory(spec, problems)
+                root = _place(root, spec, problems)
                 paths = {n.path for n in root.walk() if n is not root}
                 problems += [f"snapshots.{key}: no set or service '{key}' in sets" for key in spec.snapshots if key not in paths]
     if problems or spec is None or root is None:

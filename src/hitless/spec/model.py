@@ -167,6 +167,7 @@ class Update(_Strict):
     serial: int = Field(default=1, ge=1, description="rolling: slots replaced at once")
     min_ready: Duration = Field(default=1.0, description="a new instance must stay healthy this long to pass its gate")
     watch: Duration = Field(default=30.0, description="after the switch, a failure within this window rolls back")
+    hosts_serial: int | None = Field(default=None, ge=1, description="hosts upgraded at once (default: all)")
 
 
 class Options(_Strict):
@@ -190,6 +191,11 @@ def _parse_volume(value: object) -> object:
     if len(parts) == 3 and parts[2] not in ("ro", "rw"):
         raise ValueError(f"invalid volume mode {parts[2]!r} in {value!r} (expected ro or rw)")
     return {"source": parts[0], "target": parts[1], "read_only": len(parts) == 3 and parts[2] == "ro"}
+
+
+def _names(value: object) -> object:
+    """One name, or a list of names."""
+    return (value,) if isinstance(value, str) else value
 
 
 def _listen_address(value: str) -> str:
@@ -223,6 +229,31 @@ class Frontend(_Strict):
     listen: Annotated[str, AfterValidator(_listen_address)]
     hold: Hold = Hold()
     timeouts: ClientTimeouts = ClientTimeouts()
+
+
+_ENGINE_URL = re.compile(r"^(unix:///\S+|tcp://[A-Za-z0-9.:\[\]-]+:\d+|ssh://([A-Za-z0-9._-]+@)?[A-Za-z0-9.\[\]:-]+)$")
+_ADDRESS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.:-]*$")
+
+
+class Host(_Strict):
+    """A machine hitless drives: its Docker engine, and the address its instances are dialled at."""
+
+    engine: str = Field(description="unix:///path/docker.sock, tcp://HOST:PORT or ssh://[USER@]HOST[:PORT]")
+    address: str = Field(description="where the proxy and the other hosts reach this host's instances")
+
+    @field_validator("engine")
+    @classmethod
+    def _engine_url(cls, value: str) -> str:
+        if not _ENGINE_URL.match(value):
+            raise ValueError(f"invalid engine URL {value!r} (expected unix:///path, tcp://host:port or ssh://user@host)")
+        return value
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        if not _ADDRESS.match(value):
+            raise ValueError(f"invalid address {value!r} (expected an IP address or a host name)")
+        return value
 
 
 class Volume(_Strict):
@@ -266,6 +297,8 @@ class Service(_Strict):
     command: Argv | None = None
     environment: Annotated[dict[str, str], BeforeValidator(_environment_values)] = Field(default_factory=dict)
     volumes: tuple[Annotated[Volume, BeforeValidator(_parse_volume)], ...] = ()
+    hosts: Annotated[tuple[str, ...], BeforeValidator(_names)] = Field(
+        default=(), description="a group, a host, or a list of hosts: `replicas` instances run on each")
     replicas: int = Field(default=1, ge=0)
     network: Network
     health: Health = Health()
@@ -340,9 +373,11 @@ class SnapshotSpec(_Strict):
 
 
 class ProxySettings(_Strict):
-    """Where the project's proxy is driven from."""
+    """Where the project's proxy runs, and how it is driven."""
 
     admin_socket: str = Field(default=".hitless/proxy.sock", description="relative to the spec file's directory")
+    host: str | None = Field(default=None, description="a host of `hosts:` to run it on (default: this machine)")
+    admin_port: int = Field(default=9901, ge=1, le=65535, description="on a host: its admin API's TCP port")
 
 
 class Spec(_Strict):
@@ -353,3 +388,6 @@ class Spec(_Strict):
     snapshots: dict[str, SnapshotSpec] = Field(default_factory=dict, description="by set path: data to snapshot before its upgrades")
     runtime: Literal["auto", "docker", "process"] = "auto"
     images: dict[str, ProcessImage] = Field(default_factory=dict)
+    hosts: dict[Annotated[str, Field(pattern=NAME_PATTERN)], Host] = Field(default_factory=dict)
+    groups: dict[Annotated[str, Field(pattern=NAME_PATTERN)], Annotated[tuple[str, ...], BeforeValidator(_names)]] = Field(
+        default_factory=dict, description="name → hosts, like an inventory's groups (control, compute)")

@@ -18,6 +18,18 @@ class ServiceNode:
     set_path: str  # "neutron"
     name: str  # "server"
     service: Service
+    hosts: tuple[str, ...] = ()  # where it runs, its `hosts:` resolved (groups expanded); () = this machine
+
+    @property
+    def slots(self) -> int:
+        """How many instances it has: `replicas` on each of its hosts."""
+        return self.service.replicas * max(1, len(self.hosts))
+
+    def host_of(self, slot: int) -> str | None:
+        """The host a slot runs on (slots fill the hosts in order), None for this machine."""
+        if not self.hosts or self.service.replicas == 0:
+            return None
+        return self.hosts[min(slot // self.service.replicas, len(self.hosts) - 1)]
 
 
 @dataclasses.dataclass(frozen=True)

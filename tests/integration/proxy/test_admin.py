@@ -120,7 +120,7 @@ def test_second_proxy_on_the_same_socket_is_refused(launch):
 
 @pytest.mark.parametrize("args, message", [
     (["--admin-tcp", "127.0.0.1:9"], "needs --admin-token-file"),
-    (["--admin-tcp", "0.0.0.0:9", "--admin-token-file", "TOKEN"], "must be on loopback"),
+    (["--admin-tcp", "nowhere", "--admin-token-file", "TOKEN"], "address must be host:port"),
     (["--config", "MISSING.yaml"], "cannot read"),
     (["--config", "BAD.yaml"], "unknown key"),
 ])
