@@ -255,3 +255,86 @@ def test_a_fresh_3_0_bootstraps_its_own_schema_and_two_replicas_share_it(tmp_pat
     finally:
         for app in apps:
             app.stop()
+
+
+class Churn(Writer):
+    """Creates, renames and deletes networks through one netapi until stopped: every kind of
+    write a copy's triggers must mirror."""
+
+    def __init__(self, app, prefix: str, existing: list[str]) -> None:
+        super().__init__(app, prefix)
+        self.existing = list(existing)  # rows from before: renamed and deleted while they are copied
+        self.deleted: list[str] = []
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + 60
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            try:
+                status, doc = call(self.app, "POST", "/v2.0/networks", {"network": {"name": f"{self.prefix}-{len(self.created)}"}})
+                if status == 201:
+                    self.created.append(doc["network"]["id"])
+                if self.existing:
+                    victim = self.existing.pop()
+                    answers = [call(self.app, "PUT", f"/v2.0/networks/{victim}", {"network": {"name": "renamed"}})[0]]
+                    if len(self.existing) % 2:
+                        answers.append(call(self.app, "DELETE", f"/v2.0/networks/{victim}")[0])
+                        self.deleted.append(victim)
+                    self.failures += [str(a) for a in answers if a not in (200, 204)]
+            except OSError as exc:
+                self.failures.append(repr(exc))
+            time.sleep(0.005)
+
+
+def test_copy_while_2_0_writes_then_cutover_keeps_every_row_in_creation_order(tmp_path, db_url):
+    v2 = v3 = None
+    try:
+        assert migrate(tmp_path, db_url, "contract", "2.0").returncode == 0
+        v2 = start_netapi(tmp_path, "2.0", db_url=db_url)
+        before = [create(v2, f"net{i}")["id"] for i in range(120)]
+
+        # A copy that fails half-way removes what it made: 2.0's schema as it was.
+        failed = migrate(tmp_path, db_url, "copy", "3.0", NETAPI_FAIL_MIGRATION="copy-midway", NETAPI_COPY_CHUNK="25")
+        assert failed.returncode == 1 and "nothing changed" in failed.stderr, failed.stderr
+        st = status(tmp_path, db_url, "2.0")
+        assert st["revision"] == "2.0_contract" and "3.0_copy" not in st["applied"]
+        assert len(listed(v2)) == len(before)
+
+        # A copy killed half-way leaves network_v3 and its triggers: the next copy starts again.
+        from netapi.db import online, schema
+        from netapi.db.dialect import dialect_for
+
+        d = dialect_for(db_url)
+        conn = d.connect()
+        try:
+            schema.create_v3(conn, d, lambda _: None)
+            online._create_triggers(conn, d)
+        finally:
+            conn.close()
+
+        # The copy, in chunks of 25, while 2.0 creates, renames and deletes.
+        with Churn(v2, "during-copy", before) as churn:
+            time.sleep(0.1)
+            copied = migrate(tmp_path, db_url, "copy", "3.0", NETAPI_COPY_CHUNK="25")
+            time.sleep(0.1)
+        assert copied.returncode == 0, copied.stderr
+        assert churn.failures == [] and churn.created and churn.deleted
+        assert "removing what an interrupted copy left" in copied.stderr
+        assert "copy done" in copied.stderr and "nothing to do" in migrate(tmp_path, db_url, "copy", "3.0").stderr
+        st = status(tmp_path, db_url, "2.0")
+        assert (st["revision"], st["compatible"]) == ("3.0_copy", True)  # 2.0 runs on, and may restart
+        rows = listed(v2)
+        assert {n["id"] for n in rows} == (set(before) - set(churn.deleted)) | set(churn.created)
+        assert v2.stop() == 0
+
+        # The cut-over, with nothing running: a moment's work, every row kept, creation order kept.
+        cut = migrate(tmp_path, db_url, "cutover", "3.0")
+        assert cut.returncode == 0, cut.stderr
+        assert "cut over" in cut.stderr and "copied" not in cut.stderr
+        assert status(tmp_path, db_url, "3.0")["revision"] == "3.0_offline"
+        v3 = start_netapi(tmp_path, "3.0", db_url=db_url)
+        assert comparable(listed(v3)) == comparable(rows)
+        assert {n["name"] for n in listed(v3) if n["id"] in set(before) - set(churn.deleted)} >= {"renamed"}
+    finally:
+        for app in (v2, v3):
+            if app is not None:
+                app.stop()

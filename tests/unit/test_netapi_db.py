@@ -77,7 +77,11 @@ def test_each_phase_applies_only_what_it_may():
     assert names(schema.plan(base, "contract", 2, "2.0")[0]) == ["2.0_expand", "2.0_contract"]
     assert names(schema.plan(base, "offline", 3, "3.0")[0]) == ["2.0_expand", "2.0_contract", "3.0_offline"]
     contracted = state("1.0_base", "2.0_expand", "2.0_contract")
-    assert schema.plan(contracted, "expand", 3, "3.0") == ([], schema.REVISIONS[3])
+    # 3.0_copy, optional, is passed over: expand stops before the rebuild itself
+    assert schema.plan(contracted, "expand", 3, "3.0") == ([], next(r for r in schema.REVISIONS if r.name == "3.0_offline"))
+    assert names(schema.plan(contracted, "cutover", 3, "3.0")[0]) == ["3.0_offline"]
+    copied = state("1.0_base", "2.0_expand", "2.0_contract", "3.0_copy")
+    assert names(schema.plan(copied, "offline", 3, "3.0")[0]) == ["3.0_offline"]
     assert schema.plan(contracted, "contract", 2, "2.0") == ([], None)  # done: a no-op
     assert names(schema.plan(state(), "expand", 1, "1.0")[0]) == ["1.0_base"]
     with pytest.raises(SchemaError, match="newer than netapi 2.0"):
@@ -90,7 +94,9 @@ def test_each_phase_applies_only_what_it_may():
     (("1.0_base",), ["1.0"]),
     (("1.0_base", "2.0_expand"), ["1.0", "2.0"]),
     (("1.0_base", "2.0_expand", "2.0_contract"), ["2.0"]),
+    (("1.0_base", "2.0_expand", "2.0_contract", "3.0_copy"), ["2.0"]),  # copied online: 2.0 serves on
     (("1.0_base", "2.0_expand", "2.0_contract", "3.0_offline"), ["3.0"]),
+    (("1.0_base", "2.0_expand", "2.0_contract", "3.0_copy", "3.0_offline"), ["3.0"]),
 ])
 def test_which_version_runs_on_which_revision(applied, runs):
     st = state(*applied)

@@ -6,6 +6,8 @@ database the service uses (NETAPI_DB_URL, or the SQLite file NETAPI_DB):
     expand    additive changes; the old and the new version both serve afterwards
     contract  removes what only the old version needed; run once no old instance is left
     offline   changes no running version could follow; run while every instance is stopped
+    copy      3.0's table rebuild done online, while 2.0 serves (triggers keep the copy in step)
+    cutover   after a copy: the rest of `offline`, a moment's work (run while no instance serves)
     status    prints the schema's state as one JSON line (changes nothing)
 
 Exit 0 on success, also when there was nothing to do (running a phase twice is a no-op);
@@ -22,7 +24,7 @@ import sys
 import time
 
 from netapi import config as config_module
-from netapi.db import PHASES, Database, SchemaError, UrlError, schema
+from netapi.db import PHASES, Database, SchemaError, UrlError, online, schema
 
 USAGE = f"usage: python3 -m netapi.migrate {'|'.join(PHASES)}|status"
 EXIT_FAILED, EXIT_USAGE = 1, 2
@@ -50,6 +52,27 @@ def status_document(db: Database) -> dict:
         "compatible": schema.incompatibility(state, db.major, db.version) is None,
         "database": db.url.redacted(),
     }
+
+
+def copy(db: Database, fail_midway: bool) -> int:
+    """The online copy (netapi.db.online); nothing to do once it ran or the rebuild is done."""
+    started = time.monotonic()
+    d = db.dialect
+    with db.connection() as conn:
+        state = schema.read_state(conn, d)
+        done = {"3.0_copy", "3.0_offline"} & set(state.applied)
+        if done:
+            log(f"copy: nothing to do; {sorted(done)[-1]} is applied")
+            return 0
+        if db.major < 3:
+            raise SchemaError(f"netapi {db.version} has no copy to make (3.0's image makes it)")
+        if "2.0_expand" not in state.applied:
+            raise SchemaError(f"schema revision {state.revision} is too old to copy from: run `expand` first")
+        revision = next(r for r in schema.REVISIONS if r.name == "3.0_copy")
+        online.copy(conn, d, lambda: schema.create_v3(conn, d, log),
+                    lambda: schema.record_revision(conn, d, revision, db.version), log, fail_after_chunk=fail_midway)
+    log(f"copy done in {time.monotonic() - started:.2f} s; `cutover` finishes it while no instance serves")
+    return 0
 
 
 def run(phase: str, db: Database) -> int:
@@ -92,8 +115,10 @@ def main(argv: list[str] | None = None) -> int:
         if phase == "status":
             print(json.dumps(status_document(db), sort_keys=True), flush=True)
             return 0
+        if phase == "copy":
+            return copy(db, "copy-midway" in cfg.fail_migration)
         return run(phase, db)
-    except SchemaError as exc:
+    except (SchemaError, online.CopyFailed) as exc:
         log(f"{phase} failed: {exc}")
         return EXIT_FAILED
     except Exception as exc:  # a database error: one line, not a traceback

@@ -8,7 +8,9 @@ allowed in project names), so they never appear among a project's instances.
 from __future__ import annotations
 
 import dataclasses
+import time
 import uuid
+from collections.abc import Callable
 
 from hitless.engine.desired import launch_spec
 from hitless.errors import OperationFailed
@@ -17,6 +19,8 @@ from hitless.runtime.stop import graceful_stop
 from hitless.spec.tree import DesiredTree, ServiceNode
 
 JOB_STOP_GRACE = 10.0
+OUTPUT_EVERY = 1.0  # seconds between two reads of a job's output, when it is followed
+OUTPUT_TAIL = 100_000  # lines read back each time
 
 
 def jobs_project(project: str) -> str:
@@ -25,9 +29,11 @@ def jobs_project(project: str) -> str:
 
 
 def run_job(tree: DesiredTree, runtime: Runtime, node: ServiceNode, image: str, argv: tuple[str, ...], what: str,
-            timeout: float, *, mounts: tuple[Mount, ...] = (), environment: dict[str, str] | None = None) -> ExecResult:
+            timeout: float, *, mounts: tuple[Mount, ...] = (), environment: dict[str, str] | None = None,
+            on_output: Callable[[str], None] | None = None) -> ExecResult:
     """Run `argv` in a one-shot instance of `image` with the service's environment, volumes and
-    network (so it reaches what the service reaches), plus extra mounts and environment."""
+    network (so it reaches what the service reaches), plus extra mounts and environment; each
+    line it prints goes to `on_output` within about a second."""
     base = launch_spec(tree.project, node, slot=0, generation=0, port=0, base_dir=tree.base_dir)
     launch = dataclasses.replace(
         base,
@@ -41,13 +47,27 @@ def run_job(tree: DesiredTree, runtime: Runtime, node: ServiceNode, image: str, 
     )
     instance = runtime.start(launch)
     try:
-        code = runtime.wait_exit(instance.id, timeout)
+        code = _wait(runtime, instance.id, timeout, on_output)
         if code is None:
             graceful_stop(runtime, instance.id, signal_name="SIGTERM", grace=JOB_STOP_GRACE)
             raise OperationFailed(f"{what} of {node.path} did not finish within {timeout:.0f}s; stopped it")
         return ExecResult(code, runtime.logs(instance.id, tail=200))
     finally:
         runtime.remove(instance.id)
+
+
+def _wait(runtime: Runtime, instance_id: str, timeout: float, on_output: Callable[[str], None] | None) -> int | None:
+    if on_output is None:
+        return runtime.wait_exit(instance_id, timeout)
+    deadline, seen = time.monotonic() + timeout, 0
+    while True:
+        code = runtime.wait_exit(instance_id, max(0.0, min(OUTPUT_EVERY, deadline - time.monotonic())))
+        lines = runtime.logs(instance_id, tail=OUTPUT_TAIL).splitlines()
+        for line in lines[seen:]:
+            on_output(line)
+        seen = len(lines)
+        if code is not None or time.monotonic() >= deadline:
+            return code
 
 
 def remove_stale_jobs(runtime: Runtime, project: str) -> int:

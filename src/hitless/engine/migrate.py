@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from hitless.engine.jobs import run_job
 from hitless.errors import OperationFailed
 from hitless.runtime.base import Runtime
+from hitless.spec.model import Migrations
 from hitless.spec.tree import DesiredTree, ServiceNode
 
-PHASES = ("bootstrap", "expand", "contract", "offline")
+PHASES = ("bootstrap", "expand", "contract", "offline", "copy", "cutover")
 
 
 class MigrationFailed(OperationFailed):
@@ -22,13 +25,27 @@ class MigrationFailed(OperationFailed):
         return [str(self), *(f"  | {line}" for line in self.log_tail)]
 
 
-def run_phase(tree: DesiredTree, runtime: Runtime, node: ServiceNode, phase: str) -> str:
-    """Run one phase as a job of the service's image (the new version); its output."""
+def phase_argv(mig: Migrations | None, phase: str) -> tuple[str, ...] | None:
+    """The command of a phase (`copy` and `cutover` are the online migration's)."""
+    if mig is None:
+        return None
+    if phase in ("copy", "cutover"):
+        if mig.online is None:
+            return None
+        return mig.online.copy_command if phase == "copy" else mig.online.cutover
+    return getattr(mig, phase)
+
+
+def run_phase(tree: DesiredTree, runtime: Runtime, node: ServiceNode, phase: str,
+              on_output: Callable[[str], None] | None = None) -> str:
+    """Run one phase as a job of the service's image (the new version); its output, each line
+    also given to `on_output` as it comes (progress)."""
     mig = node.service.migrations
-    argv = getattr(mig, phase) if mig is not None else None
+    argv = phase_argv(mig, phase)
     if argv is None:
         raise OperationFailed(f"{node.path} has no {phase} migration")
-    result = run_job(tree, runtime, node, node.service.image, tuple(argv), phase, mig.timeout)  # type: ignore[union-attr]
+    result = run_job(tree, runtime, node, node.service.image, tuple(argv), phase, mig.timeout,  # type: ignore[union-attr]
+                     on_output=on_output)
     if result.exit_code != 0:
         raise MigrationFailed(node.path, phase, f"exit code {result.exit_code}", result.output.rstrip().splitlines()[-15:])
     return result.output

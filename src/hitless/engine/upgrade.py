@@ -249,6 +249,13 @@ class Engine:
         if mig is not None and mig.offline is not None and new_image and ("offline", node.path) not in done:
             rollout.window([node], lambda: run_phase(tree, self.runtime, node, "offline"), "offline")
             return
+        if mig is not None and mig.online is not None and new_image and ("cutover", node.path) not in done:
+            if ("copy", node.path) not in done:
+                progress = lambda line: self.emit(Event("info", f"{node.path} copy: {line.strip()}", target=node.path))  # noqa: E731
+                steps.run("copy", node.path, lambda: run_phase(tree, self.runtime, node, "copy", progress),
+                          f"copy for {node.path} while its old version serves ({node.service.image})", node.path)
+            rollout.window([node], lambda: run_phase(tree, self.runtime, node, "cutover"), "cutover")
+            return
         if mig is not None and ("bootstrap", node.path) not in done and needs_bootstrap(self.runtime, tree.project, node):
             steps.run("bootstrap", node.path, lambda: run_phase(tree, self.runtime, node, "bootstrap"),
                       f"bootstrap of {node.path} ({node.service.image}): its first instance", node.path)

@@ -264,6 +264,16 @@ class Volume(_Strict):
     read_only: bool = False
 
 
+class OnlineMigration(_Strict):
+    """A change no running version could follow, made online (like pt-online-schema-change):
+    `copy` runs while the old version serves (it copies, and keeps the copy in step with
+    every write); `cutover` runs inside a held window as short as stopping the old instances,
+    the cut-over and the new instances' gate. A copy that fails must change nothing."""
+
+    copy_command: Argv = Field(alias="copy")  # `copy` would shadow pydantic's BaseModel.copy
+    cutover: Argv
+
+
 class Migrations(_Strict):
     """Schema migration phases, each run as a one-shot instance of the NEW image.
 
@@ -272,7 +282,9 @@ class Migrations(_Strict):
     Kolla's bootstrap containers do; it may run again after `down`, so it must be idempotent.
     `expand` runs before the rollout (additive: old and new versions both work after it);
     `contract` after no instance of an older generation remains; `offline` inside a held window
-    (requests held, old instances stopped, migration, new instances started, requests released).
+    (requests held, old instances stopped, migration, new instances started, requests released);
+    `online` splits what `offline` would do into a copy made while the old version serves and a
+    cut-over inside the held window.
     `status` prints the schema revision, recorded with each snapshot.
     """
 
@@ -280,13 +292,17 @@ class Migrations(_Strict):
     expand: Argv | None = None
     contract: Argv | None = None
     offline: Argv | None = None
+    online: OnlineMigration | None = None
     status: Argv | None = None
     timeout: Duration = 3600.0
 
     @model_validator(mode="after")
     def _offline_alone(self) -> "Migrations":
-        if self.offline is not None and (self.expand is not None or self.contract is not None):
-            raise ValueError("an 'offline' migration replaces expand/contract: give one or the other")
+        for kind in ("offline", "online"):
+            if getattr(self, kind) is not None and (self.expand is not None or self.contract is not None):
+                raise ValueError(f"an '{kind}' migration replaces expand/contract: give one or the other")
+        if self.offline is not None and self.online is not None:
+            raise ValueError("give 'offline' or 'online', not both")
         return self
 
 

@@ -4,13 +4,18 @@
     1.0_base       base      networks (with the legacy tenant_id), schema_migrations    yes   -    -
     2.0_expand     expand    + mtu, revision_number, project_id (backfilled)            yes  yes   -
     2.0_contract   contract  - tenant_id (project_id backfilled once more first)         -   yes   -
+    3.0_copy       copy      (optional) network_v3 filled online, kept in step with      -   yes   -
+                             networks by triggers while 2.0 serves (netapi.db.online)
     3.0_offline    offline   networks -> network_v3: a surrogate key `seq`, id UNIQUE,  -    -   yes
                              project_id NOT NULL; every row copied, networks dropped
+                             (after a copy: a cut-over, counts checked, networks dropped)
 
 A phase applies, in order, the pending revisions this version knows (those of versions up to
 its own) whose phase it may run: `expand` runs expand revisions only (old and new versions both
-work after it), `contract` also runs pending expands, `offline` runs everything (nothing runs
-during an offline window). It stops at the first revision it may not run.
+work after it), `contract` also runs pending expands, `offline` (and `cutover`, its name after a
+copy) runs everything (nothing runs during an offline window). It stops at the first revision
+it may not run, except an optional one (`3.0_copy`, made only by `netapi.migrate copy`): that
+one is passed over.
 
 Every step checks before it acts (column there? table there? row copied?), because MariaDB
 commits each ALTER/CREATE/DROP on its own: a migration cut short is finished by running it
@@ -27,13 +32,15 @@ import datetime as dt
 import sqlite3
 from collections.abc import Callable
 
+from netapi.db import online
 from netapi.db.dialect import Connection, Dialect
 
-PHASES = ("expand", "contract", "offline")
+PHASES = ("expand", "contract", "offline", "copy", "cutover")
 MAY_RUN = {
     "expand": {"base", "expand"},
     "contract": {"base", "expand", "contract"},
     "offline": {"base", "expand", "contract", "offline"},
+    "cutover": {"base", "expand", "contract", "offline"},
 }
 MIGRATIONS_TABLE = "schema_migrations"
 
@@ -50,6 +57,7 @@ class Revision:
     phase: str
     version: str  # the netapi version that introduced it
     apply: Callable[[Connection, Dialect, Log], None]
+    optional: bool = False  # a phase that may not run it passes it over instead of stopping
 
     @property
     def major(self) -> int:
@@ -57,7 +65,7 @@ class Revision:
 
 
 # The first and last revision each major version runs on.
-RUNS_ON = {1: ("1.0_base", "2.0_expand"), 2: ("2.0_expand", "2.0_contract"), 3: ("3.0_offline", "3.0_offline")}
+RUNS_ON = {1: ("1.0_base", "2.0_expand"), 2: ("2.0_expand", "3.0_copy"), 3: ("3.0_offline", "3.0_offline")}
 
 
 def _stamp() -> str:
@@ -144,7 +152,7 @@ def _contract_2_0(conn: Connection, d: Dialect, log: Log) -> None:
     _drop_column(conn, d, log, "networks", "tenant_id")
 
 
-def _offline_3_0(conn: Connection, d: Dialect, log: Log) -> None:
+def create_v3(conn: Connection, d: Dialect, log: Log) -> None:
     # A table rebuild no online version could follow: a new name, a new primary key (a
     # surrogate `seq` that keeps creation order; the API's id becomes a unique key) and
     # project_id NOT NULL.
@@ -156,6 +164,17 @@ def _offline_3_0(conn: Connection, d: Dialect, log: Log) -> None:
         mtu INTEGER NOT NULL DEFAULT 1500,
         revision_number INTEGER NOT NULL DEFAULT 1""")
     _create_index(conn, log, "network_v3_project_name", "network_v3", "project_id, name")
+
+
+def _copied_online(conn: Connection, d: Dialect, log: Log) -> None:
+    raise SchemaError("3.0_copy is made by `python3 -m netapi.migrate copy`, while 2.0 serves")
+
+
+def _offline_3_0(conn: Connection, d: Dialect, log: Log) -> None:
+    if "networks" in d.tables(conn) and "3.0_copy" in read_state(conn, d).applied:
+        online.cutover(conn, d, log)  # copied while 2.0 served: only the cut-over is left
+        return
+    create_v3(conn, d, log)
     if "networks" not in d.tables(conn):
         log("table networks is already gone")
         return
@@ -179,6 +198,7 @@ REVISIONS = (
     Revision("1.0_base", "base", "1.0", _base),
     Revision("2.0_expand", "expand", "2.0", _expand_2_0),
     Revision("2.0_contract", "contract", "2.0", _contract_2_0),
+    Revision("3.0_copy", "copy", "3.0", _copied_online, optional=True),
     Revision("3.0_offline", "offline", "3.0", _offline_3_0),
 )
 ORDER = [r.name for r in REVISIONS]
@@ -270,6 +290,8 @@ def plan(state: State, phase: str, major: int, version: str) -> tuple[list[Revis
         if revision.name in state.applied:
             continue
         if revision.phase not in MAY_RUN[phase]:
+            if revision.optional:
+                continue
             return todo, revision
         todo.append(revision)
     return todo, None
@@ -285,6 +307,13 @@ def _ensure_migrations_table(conn: Connection, d: Dialect) -> None:
         ){d.table_options}""")
 
 
+def record_revision(conn: Connection, d: Dialect, revision: Revision, version: str) -> None:
+    """Note the revision as applied."""
+    _ensure_migrations_table(conn, d)
+    conn.execute(f"INSERT INTO {MIGRATIONS_TABLE} (revision, phase, netapi_version, applied_at) VALUES (?, ?, ?, ?)",
+                 (revision.name, revision.phase, version, _stamp()))
+
+
 def apply_revision(conn: Connection, d: Dialect, revision: Revision, version: str, log: Log) -> bool:
     """Apply one revision and record it; False when another process had applied it meanwhile.
 
@@ -298,10 +327,7 @@ def apply_revision(conn: Connection, d: Dialect, revision: Revision, version: st
     d.begin_revision(conn)
     try:
         revision.apply(conn, d, step)
-        _ensure_migrations_table(conn, d)
-        conn.execute(
-            f"INSERT INTO {MIGRATIONS_TABLE} (revision, phase, netapi_version, applied_at) VALUES (?, ?, ?, ?)",
-            (revision.name, revision.phase, version, _stamp()))
+        record_revision(conn, d, revision, version)
     except BaseException:
         try:
             d.rollback_revision(conn)
@@ -345,7 +371,8 @@ def bootstrap(conn: Connection, d: Dialect, major: int, version: str, log: Log) 
         if state.empty:
             log(f"empty database: creating the schema of netapi {version}")
             for revision in known(major):
-                apply_revision(conn, d, revision, version, log)
+                if not revision.optional:  # a way to get somewhere, not a place an empty database needs
+                    apply_revision(conn, d, revision, version, log)
         elif state.unrecorded:
             log("a networks table without schema_migrations: recording it as 1.0_base")
             apply_revision(conn, d, REVISIONS[0], version, log)
