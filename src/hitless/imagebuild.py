@@ -80,6 +80,14 @@ def engine_client(timeout: float = 300) -> Any:
     return client
 
 
+def run_bounded(argv: Sequence[str], timeout: float, what: str) -> subprocess.CompletedProcess:
+    """Run a command to its end, output captured; OperationFailed when it outlives `timeout`."""
+    try:
+        return subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        raise OperationFailed(f"{what} did not finish within {timeout:.0f} s") from exc
+
+
 def _has_image(client: Any, name: str) -> bool:
     import docker.errors
 
@@ -187,10 +195,7 @@ def _debootstrap_rootfs_tarball(tarball: Path, mirror: str, progress: Progress) 
         include = f"--include={','.join(BASE_PACKAGES)}"
         argv = ["debootstrap", "--variant=minbase", include, SUITE, str(rootfs), mirror]
         progress(f"running {' '.join(argv)}")
-        try:
-            done = subprocess.run(argv, capture_output=True, text=True, timeout=DEBOOTSTRAP_TIMEOUT)
-        except subprocess.TimeoutExpired as exc:
-            raise OperationFailed(f"debootstrap did not finish within {DEBOOTSTRAP_TIMEOUT:.0f} s") from exc
+        done = run_bounded(argv, DEBOOTSTRAP_TIMEOUT, "debootstrap")
         if done.returncode != 0:
             log = rootfs / "debootstrap" / "debootstrap.log"
             detail = log.read_text(errors="replace") if log.is_file() else done.stdout + done.stderr

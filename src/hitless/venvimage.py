@@ -16,13 +16,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import shutil
-import subprocess
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
 from hitless.errors import OperationFailed, RuntimeUnavailable
-from hitless.imagebuild import DEFAULT_CACHE_DIR, Progress, _file_lock, _image_label, _quiet, _tail, build_image, ensure_base_image
+from hitless.imagebuild import (
+    DEFAULT_CACHE_DIR, Progress, _file_lock, _image_label, _quiet, _tail, build_image, ensure_base_image, run_bounded,
+)
 
 KEY_LABEL = "io.hitless.venv-image.key"
 VENV_PATH = "/opt/venv"  # where the virtualenv lives in the image (and in the builder container)
@@ -70,10 +71,7 @@ def fill_wheelhouse(wheelhouse: Path, requirements: Sequence[str], constraints: 
         (wheelhouse / f".constraints-{key}.txt").write_text(constraints)
         argv += ["--constraint", str(wheelhouse / f".constraints-{key}.txt")]
     progress(f"fetching wheels for {what} into {wheelhouse}")
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=WHEEL_TIMEOUT)
-    except subprocess.TimeoutExpired as exc:
-        raise OperationFailed(f"pip wheel for {what} did not finish within {WHEEL_TIMEOUT:.0f} s") from exc
+    done = run_bounded(argv, WHEEL_TIMEOUT, f"pip wheel for {what}")
     if done.returncode != 0:
         noise = ("WARNING: Location", "WARNING: Running pip as")
         detail = "\n".join(line for line in done.stderr.splitlines() if not line.startswith(noise))

@@ -20,8 +20,9 @@ from pathlib import Path
 
 import pytest
 
+from hitless.errors import RuntimeUnavailable
 from hitless.probe.openstack import (
-    ADMIN_PASSWORD, EXAMPLE_SPEC, NEW, OLD, ClientLoop, CloudLayout, clouds_yaml, counts, create_databases,
+    ADMIN_PASSWORD, EXAMPLE_SPEC, NEW, OLD, ClientLoop, CloudLayout, check_mariadb, clouds_yaml, counts, create_databases,
     drop_databases, failures, openstack_spec,
 )
 from hitless.probe.ports import free_port, free_port_range
@@ -91,9 +92,10 @@ def cloud(docker_client, tmp_path_factory):
 
     build_openstack_images(docker_client)
     client_bin = ensure_client()
-    probe = subprocess.run(["mariadb", "-h", "127.0.0.1", "-u", "root", "-e", "SELECT 1"], capture_output=True, text=True)
-    if probe.returncode != 0:
-        skip_or_fail(f"MariaDB does not answer on 127.0.0.1: {probe.stderr.strip()}")
+    try:
+        check_mariadb()
+    except RuntimeUnavailable as exc:
+        skip_or_fail(str(exc))
     c = Cloud(tmp_path_factory.mktemp("openstack"), docker_client, client_bin)
     try:
         create_databases(c.layout)

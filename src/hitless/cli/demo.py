@@ -26,11 +26,13 @@ from rich.table import Table
 from hitless.cli.common import console, process_images, reporter, state_dir
 from hitless.cli.progress import make_progress
 from hitless.engine.converge import down, up
+from hitless.engine.migrate import phase_commands
 from hitless.engine.upgrade import Engine, Request
 from hitless.errors import BadInput, ExitStatus, OperationFailed
 from hitless.imagebuild import NETAPI_CONTEXT, build_netapi_images
 from hitless.probe.kolla import KollaWay, ensure_haproxy
 from hitless.probe.load import Workload
+from hitless.probe.ports import free_port
 from hitless.probe.report import ReportPaths, write_report
 from hitless.probe.session import ProbeResult, ProbeSession
 from hitless.runtime.select import open_runtime
@@ -79,12 +81,6 @@ def _free(port: int) -> bool:
     return True
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def demo_spec(example: str) -> tuple[str, list[str], str]:
     """The demo's spec from the example's: its own project and volume names (snapshots follow
     the rename), image workdirs made absolute (the demo's base dir is elsewhere), and the frontend
@@ -109,7 +105,7 @@ def demo_spec(example: str) -> tuple[str, list[str], str]:
                 driver["volume"] = renamed[driver["volume"]]
     host, _, port = service["frontend"]["listen"].rpartition(":")
     if not _free(int(port)):
-        service["frontend"]["listen"] = f"{host}:{_free_port()}"
+        service["frontend"]["listen"] = f"{host}:{free_port()}"
     return yaml.safe_dump(raw, sort_keys=False), volumes, service["frontend"]["listen"]
 
 
@@ -126,8 +122,7 @@ def _measured(workloads: list[Workload], on_stop: Callable[[ProbeResult], None])
 def kolla_way(runtime, tree: DesiredTree, out: Path, say: Callable[[str], None]) -> tuple[ReportPaths, dict[str, Any]]:
     """Upgrade (a): HAProxy and `docker stop`, measured."""
     node = next(n for n in tree.services() if n.path == "netapi/api")
-    mig = node.service.migrations
-    migrations = {p: tuple(getattr(mig, p)) for p in ("expand", "contract") if mig is not None and getattr(mig, p)}
+    migrations = phase_commands(node.service.migrations, ("expand", "contract"))
     kolla = KollaWay(runtime, project=f"{PROJECT}-kolla", replicas=node.service.replicas, note=say)
     held: dict[str, Any] = {}
     try:
@@ -225,7 +220,8 @@ def prune_reports(folder: Path, keep: int) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _remove_volumes(runtime, names: list[str]) -> None:
+def remove_volumes(runtime, names: list[str]) -> None:
+    """Remove named volumes (a warning for one that cannot be, not an error: cleaning up)."""
     for name in names:
         try:
             if runtime.kind == "docker":
@@ -277,12 +273,12 @@ def run(args: argparse.Namespace) -> int:
                 if runtime.list(PROJECT):
                     say("removing a demo deployment left running by an earlier demo")
                     _teardown(tree, runtime, make_progress(False))
-                _remove_volumes(runtime, volumes)  # every run starts from an empty 1.0 database
+                remove_volumes(runtime, volumes)  # every run starts from an empty 1.0 database
                 kolla_paths, kolla = kolla_way(runtime, tree, out, say)
                 hitless_paths, hitless = hitless_way(runtime, journal, tree, spec_text, spec_file, listen, out,
                                                      args.keep, say)
             if not args.keep:
-                _remove_volumes(runtime, volumes)
+                remove_volumes(runtime, volumes)
         finally:
             runtime.close()
     console.print(table(kolla, hitless))

@@ -23,15 +23,17 @@ from typing import Any, Callable
 from rich.table import Table
 
 from hitless.cli.common import console, reporter
-from hitless.cli.demo import KEEP_REPORTS, prune_reports
+from hitless.cli.demo import KEEP_REPORTS, prune_reports, remove_volumes
 from hitless.cli.progress import make_progress
 from hitless.engine.converge import down, up
+from hitless.engine.migrate import phase_commands
 from hitless.engine.upgrade import Engine, Request
-from hitless.errors import BadInput, ExitStatus, OperationFailed, RuntimeUnavailable
+from hitless.errors import BadInput, ExitStatus, OperationFailed
 from hitless.openstack_images import OPENSTACK_CONTEXT, build_openstack_images, ensure_client
 from hitless.probe.kolla import KollaService, KollaWay, ensure_haproxy
 from hitless.probe.openstack import (
-    EXAMPLE_SPEC, NEW, OLD, SERVICES, ClientLoop, CloudLayout, clouds_yaml, create_databases, drop_databases,
+    EXAMPLE_SPEC, NEW, OLD, SERVICES, ClientLoop, CloudLayout, check_mariadb, clouds_yaml, create_databases,
+    drop_databases,
     failures, openstack_spec,
 )
 from hitless.probe.ports import free_port, free_port_range
@@ -95,11 +97,6 @@ def _nodes(layout: CloudLayout) -> dict[str, Any]:
     return {name: next(n for n in tree.services() if n.path == "/".join(SERVICES[name])) for name in SERVICES}
 
 
-def _phases(node: Any) -> dict[str, tuple[str, ...]]:
-    mig = node.service.migrations
-    return {p: tuple(getattr(mig, p)) for p in ("bootstrap", "expand", "contract") if getattr(mig, p)}
-
-
 def kolla_way(runtime, client_bin: Path, out: Path, say: Say) -> dict[str, dict[str, Any]]:
     """Upgrade (a): HAProxy, migration containers, `docker stop` and start, measured."""
     layout = CloudLayout(f"{PROJECT}-kolla", free_port(), free_port(), free_port_range(18))  # replicas: own ports
@@ -112,20 +109,20 @@ def kolla_way(runtime, client_bin: Path, out: Path, say: Say) -> dict[str, dict[
     try:
         _fresh(runtime, layout)
         for name, way in ways.items():
-            way.start(OLD[name], bootstrap=_phases(nodes[name]).get("bootstrap"))
+            way.start(OLD[name], bootstrap=phase_commands(nodes[name].service.migrations, ("bootstrap",)).get("bootstrap"))
         say(f"(a) the Kolla way: HAProxy on {layout.auth_url} and {layout.network_url} (check inter 2000 rise 2 "
             "fall 5, redispatch, retries 3), 2 replicas each on host networking; per service: expand, then per "
             "replica stop (10 s, then SIGKILL) and start the new release, then contract")
         users = Users(client_bin, layout, out / "kolla")
         users.register_network_endpoint()
         for name, way in ways.items():
-            phases = {p: a for p, a in _phases(nodes[name]).items() if p != "bootstrap"}
+            phases = phase_commands(nodes[name].service.migrations, ("expand", "contract"))
             results[name] = users.during(name, lambda way=way, name=name: way.upgrade(NEW[name], migrations=phases))
             say(f"    {OLD[name]} → {NEW[name]} the Kolla way: {_line(results[name])}")
     finally:
         for way in ways.values():
             way.close()
-        _clear(runtime, layout, say)
+        _clear(runtime, layout)
     return results
 
 
@@ -163,7 +160,7 @@ def hitless_way(runtime, client_bin: Path, out: Path, say: Say) -> dict[str, dic
             down(tree, runtime, (), progress)
         finally:
             progress.close()
-            _clear(runtime, layout, say)
+            _clear(runtime, layout)
     return results
 
 
@@ -173,20 +170,12 @@ def _line(result: dict[str, Any]) -> str:
 
 def _fresh(runtime, layout: CloudLayout) -> None:
     """Empty databases and no volumes of an earlier run: every run starts from a first deployment."""
-    _clear(runtime, layout, lambda _: None)
+    _clear(runtime, layout)
     create_databases(layout)
 
 
-def _clear(runtime, layout: CloudLayout, say: Say) -> None:
-    import docker.errors
-
-    for name in layout.volumes():
-        try:
-            runtime.client.volumes.get(name).remove(force=True)
-        except docker.errors.NotFound:
-            pass
-        except docker.errors.DockerException as exc:  # cleaning up: say what is left, carry on
-            say(f"could not remove volume {name}: {exc}")
+def _clear(runtime, layout: CloudLayout) -> None:
+    remove_volumes(runtime, layout.volumes())
     drop_databases(layout)
 
 
@@ -217,9 +206,7 @@ def run(args) -> int:
         raise BadInput(f"the openstack example is not at {EXAMPLE_SPEC.parent} (hitless demo runs from a source checkout)")
     if args.runtime == "process":
         raise BadInput("the OpenStack demo runs on Docker only (its releases live in images); drop --runtime process")
-    probe = subprocess.run(["mariadb", "-h", "127.0.0.1", "-u", "root", "-e", "SELECT 1"], capture_output=True, text=True)
-    if probe.returncode != 0:
-        raise RuntimeUnavailable(f"the OpenStack demo needs MariaDB on 127.0.0.1 with root access: {probe.stderr.strip()}")
+    check_mariadb()  # the demo's databases are made by its administrator
     DEMO_DIR.mkdir(parents=True, exist_ok=True)
     with ProjectLock(DEMO_DIR / ".hitless", "demo"):
         runtime = open_runtime("docker", DEMO_DIR / "process", {})

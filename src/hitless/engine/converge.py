@@ -61,7 +61,7 @@ def up(tree: DesiredTree, runtime: Runtime, journal: Journal, paths: tuple[str, 
     rollout = Rollout(tree.project, tree.base_dir, runtime, journal, steps, proxy, replace=False)
     try:
         for node in selected:
-            if needs_bootstrap(runtime, tree.project, node):
+            if needs_bootstrap(node, observed):
                 steps.run("bootstrap", node.path, lambda node=node: run_phase(tree, runtime, node, "bootstrap"),
                           f"bootstrap of {node.path} ({node.service.image}): its first instance", node.path)
             rollout.service(node)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from hitless.engine.jobs import run_job
 from hitless.errors import OperationFailed
-from hitless.runtime.base import Runtime
+from hitless.runtime.base import Instance, Runtime
 from hitless.spec.model import Migrations
 from hitless.spec.tree import DesiredTree, ServiceNode
 
@@ -36,6 +36,12 @@ def phase_argv(mig: Migrations | None, phase: str) -> tuple[str, ...] | None:
     return getattr(mig, phase)
 
 
+def phase_commands(mig: Migrations | None, phases: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
+    """The commands of those phases the service has, by phase."""
+    found = {phase: phase_argv(mig, phase) for phase in phases}
+    return {phase: tuple(argv) for phase, argv in found.items() if argv}
+
+
 def run_phase(tree: DesiredTree, runtime: Runtime, node: ServiceNode, phase: str,
               on_output: Callable[[str], None] | None = None) -> str:
     """Run one phase as a job of the service's image (the new version); its output, each line
@@ -51,11 +57,11 @@ def run_phase(tree: DesiredTree, runtime: Runtime, node: ServiceNode, phase: str
     return result.output
 
 
-def needs_bootstrap(runtime: Runtime, project: str, node: ServiceNode) -> bool:
-    """Whether the service has a bootstrap phase and no instance yet (its first deployment)."""
+def needs_bootstrap(node: ServiceNode, observed: Iterable[Instance]) -> bool:
+    """Whether the service has a bootstrap phase and no instance among `observed` (its first deployment)."""
     mig = node.service.migrations
     return (mig is not None and mig.bootstrap is not None and node.service.replicas > 0
-            and not any(i.labels.service_path == node.path for i in runtime.list(project)))
+            and not any(i.labels.service_path == node.path for i in observed))
 
 
 def older_generations(runtime: Runtime, project: str, node: ServiceNode) -> list[str]:

@@ -244,7 +244,8 @@ class Engine:
         (once per run) and its strategy, host batch by host batch (`update.hosts_serial`), on
         the hosts asked for (all when none)."""
         mig = node.service.migrations if request.kind == "upgrade" else None
-        changes = plan_service(node, [i for i in self.runtime.list(tree.project) if i.labels.service_path == node.path])
+        mine = [i for i in self.runtime.list(tree.project) if i.labels.service_path == node.path]
+        changes = plan_service(node, mine)
         new_image = any(c.action == "create" or (c.action == "replace" and REASON_IMAGE in c.reasons) for c in changes)
         if mig is not None and mig.offline is not None and new_image and ("offline", node.path) not in done:
             rollout.window([node], lambda: run_phase(tree, self.runtime, node, "offline"), "offline")
@@ -256,7 +257,7 @@ class Engine:
                           f"copy for {node.path} while its old version serves ({node.service.image})", node.path)
             rollout.window([node], lambda: run_phase(tree, self.runtime, node, "cutover"), "cutover")
             return
-        if mig is not None and ("bootstrap", node.path) not in done and needs_bootstrap(self.runtime, tree.project, node):
+        if mig is not None and ("bootstrap", node.path) not in done and needs_bootstrap(node, mine):
             steps.run("bootstrap", node.path, lambda: run_phase(tree, self.runtime, node, "bootstrap"),
                       f"bootstrap of {node.path} ({node.service.image}): its first instance", node.path)
         elif mig is not None and mig.expand is not None and new_image and ("expand", node.path) not in done:

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from hitless.errors import OperationFailed
+from hitless.errors import OperationFailed, RuntimeUnavailable
 from hitless.openstack_images import OPENSTACK_CONTEXT
 
 EXAMPLE_SPEC = OPENSTACK_CONTEXT / "hitless.yaml"
@@ -125,11 +125,22 @@ def drop_databases(layout: CloudLayout, admin_user: str = "root", host: str = "1
     _mariadb([f"DROP DATABASE IF EXISTS `{layout.database(name)}`" for name in SERVICES], admin_user, host)
 
 
+def check_mariadb(admin_user: str = "root", host: str = "127.0.0.1") -> None:
+    """MariaDB answers its administrator at `host` (RuntimeUnavailable, one line, when not)."""
+    done = _mariadb_cli(["SELECT 1"], admin_user, host)
+    if done.returncode != 0:
+        raise RuntimeUnavailable(f"MariaDB does not answer {admin_user} on {host}: {done.stderr.strip()}")
+
+
 def _mariadb(statements: list[str], user: str, host: str) -> None:
-    done = subprocess.run(["mariadb", "-h", host, "-u", user, "-e", ";\n".join(statements)],
-                          capture_output=True, text=True, timeout=60)
+    done = _mariadb_cli(statements, user, host)
     if done.returncode != 0:
         raise OperationFailed(f"MariaDB at {host} refused the example's databases: {done.stderr.strip()}")
+
+
+def _mariadb_cli(statements: list[str], user: str, host: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["mariadb", "-h", host, "-u", user, "-e", ";\n".join(statements)],
+                          capture_output=True, text=True, timeout=60)
 
 
 class ClientLoop:

@@ -4,8 +4,9 @@ The new master sends ``POST /v1/takeover`` on the admin Unix socket. The old one
 its routing table (frontends, their backends and states), the admin and listening sockets
 attached to that answer as file descriptors. The new master starts its workers on them, and
 once they all serve sends ``ACK``; only then do the old master's workers stop accepting. Both
-accept from the same kernel queues meanwhile, so no connection is refused. The old process keeps the admin connection open until it exits, which
-tells the new one when the requests it still served are done.
+accept from the same kernel queues meanwhile, so no connection is refused. The old process
+keeps the admin connection open until it exits, which tells the new one when the requests it
+still served are done.
 """
 
 from __future__ import annotations

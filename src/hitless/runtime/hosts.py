@@ -85,9 +85,9 @@ class HostsRuntime:
                 raise
             raise RuntimeUnavailable(f"host {host}: {exc}") from None
 
-    def _placed(self, host: str | None, inst: Instance | None) -> Instance | None:
+    def _placed(self, host: str | None, inst: Instance) -> Instance:
         """An instance as seen from this machine: its host's name, id and address."""
-        if inst is None or host is None:
+        if host is None:
             return inst
         address = self.hosts[host].address if inst.host is not None else None
         return dataclasses.replace(inst, id=f"{host}/{inst.id}", host=address, host_name=host)
@@ -99,11 +99,12 @@ class HostsRuntime:
         names: list[str | None] = [None, *self.hosts]
         with ThreadPoolExecutor(max_workers=len(names)) as pool:
             found = list(pool.map(lambda h: [self._placed(h, i) for i in self._call(h, lambda r: r.list(project))], names))
-        return sorted((i for batch in found for i in batch if i is not None), key=lambda i: i.name)
+        return sorted((i for batch in found for i in batch), key=lambda i: i.name)
 
     def get(self, instance_id: str) -> Instance | None:
         host, container = self._route(instance_id)
-        return self._placed(host, self._call(host, lambda r: r.get(container)))  # type: ignore[arg-type]
+        found = self._call(host, lambda r: r.get(container))
+        return None if found is None else self._placed(host, found)  # type: ignore[arg-type]
 
     def start(self, launch: LaunchSpec) -> Instance:
         """Start on the launch's host, the image shipped there first when it lacks it."""
@@ -152,18 +153,19 @@ class HostsRuntime:
         True when it was shipped."""
         import docker.errors
 
-        target = self.engine(host)
         with engine_errors(f"look up image '{image}' here"):
             try:
                 wanted = self.local.client.images.get(image)
             except docker.errors.ImageNotFound:
                 wanted = None
         with self._shipping:  # one transfer at a time: parallel starts on a host share it
-            if self._image_id(host, target, image) == (wanted.id if wanted else None) or (
-                    wanted is None and self._image_id(host, target, image) is not None):
-                return False  # there already (or only there: pulled from a registry by its operator)
+            there = self._image_id(host, image)
+            if wanted is None and there is not None:
+                return False  # only there: pulled from a registry by its operator
             if wanted is None:
                 raise BadInput(f"image '{image}' is on neither this machine nor host {host} (build it here first)")
+            if there == wanted.id:
+                return False
             self.note(f"shipping image {image} to host {host}")
             loader = connect(host, self.hosts[host], timeout=IMAGE_LOAD_TIMEOUT)
             try:
@@ -171,11 +173,11 @@ class HostsRuntime:
                     loader.client.images.load(wanted.save(named=True))
             finally:
                 loader.client.close()
-            if self._image_id(host, target, image) != wanted.id:
+            if self._image_id(host, image) != wanted.id:
                 raise OperationFailed(f"image '{image}' was loaded on host {host} but its id differs from this machine's")
         return True
 
-    def _image_id(self, host: str, target: DockerRuntime, image: str) -> str | None:
+    def _image_id(self, host: str, image: str) -> str | None:
         import docker.errors
 
         def look(runtime: DockerRuntime) -> str | None:
