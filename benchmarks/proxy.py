@@ -1,7 +1,7 @@
 """Proxy benchmark: the same load directly against a fast backend, through hitless, through HAProxy.
 
-    python benchmarks/proxy.py [--duration 10] [--rounds 3] [--connections 50] [--rate 1000]
-                               [--workers 1] [--wrk-threads 1] [--baseline SRC] [--json]
+    python3 -m benchmarks.proxy [--duration 10] [--rounds 3] [--connections 50] [--rate 1000]
+                                [--workers 1] [--wrk-threads 1] [--baseline SRC] [--json]
 
 1. Throughput: `wrk` (keep-alive, small responses) against each target in turn; prints
    requests/s, p50/p99 latency and the ratios (hitless / HAProxy, each / direct).
@@ -34,6 +34,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.support.net import free_port
+from tests.support.waiting import wait_until
+
+REPO = Path(__file__).resolve().parents[1]  # where `python3 -m benchmarks.proxy` finds this module
 RESPONSE = (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n"
             b"\r\nHello, world!")
 
@@ -69,12 +73,6 @@ def serve_backend(port: int) -> None:
 
 # -- helpers ---------------------------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def ensure_tool(binary: str, package: str) -> str:
     path = shutil.which(binary)
     if path:
@@ -91,29 +89,26 @@ def ensure_tool(binary: str, package: str) -> str:
     return path
 
 
+def backend_command(port: int) -> list[str]:
+    """The command that runs the fast backend on `port` (run it with cwd=REPO)."""
+    return [sys.executable, "-m", "benchmarks.proxy", "--serve-backend", str(port)]
+
+
 def wait_port(port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.02)
-    raise RuntimeError(f"nothing listens on {port}")
+    def listening() -> bool:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+
+    wait_until(listening, timeout, interval=0.02, message=f"something listening on {port}")
 
 
 def wait_http(port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
-                s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-                if s.recv(100).startswith(b"HTTP/1.1 200"):
-                    return
-        except OSError:
-            pass
-        time.sleep(0.05)
-    raise RuntimeError(f"no 200 from port {port}")
+    def answers_200() -> bool:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            return s.recv(100).startswith(b"HTTP/1.1 200")
+
+    wait_until(answers_200, timeout, message=f"a 200 from port {port}")
 
 
 def haproxy_config(listen: int, backend: int, threads: int) -> str:
@@ -228,8 +223,7 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="hitless-bench-"))
     try:
         backend_port, hitless_port, haproxy_port, baseline_port = (free_port() for _ in range(4))
-        procs.append(subprocess.Popen([sys.executable, __file__, "--serve-backend",
-                                       str(backend_port)], stdout=subprocess.DEVNULL))
+        procs.append(subprocess.Popen(backend_command(backend_port), cwd=REPO, stdout=subprocess.DEVNULL))
         wait_port(backend_port)
         targets = {"direct": backend_port}
         # The baseline may predate --workers and --state-file: it gets neither.

@@ -1,6 +1,6 @@
 """How long a killed proxy worker leaves its connections waiting.
 
-    python benchmarks/proxy_crash.py [--workers 1] [--rounds 20]
+    python3 -m benchmarks.proxy_crash [--workers 1] [--rounds 20]
 
 Runs `hitless proxy --workers N` in front of the fast backend of benchmarks/proxy.py, then,
 round after round: SIGKILL worker 0, open a new connection at once and time its first answer.
@@ -24,12 +24,11 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from proxy import free_port, stop_all, wait_http, wait_port  # noqa: E402
-
-from hitless.proxy.client import AdminClient  # noqa: E402
-from hitless.proxy.supervisor import QUICK  # noqa: E402
+from benchmarks.proxy import REPO, backend_command, stop_all, wait_http, wait_port
+from hitless.proxy.admin.client import AdminClient
+from hitless.proxy.master.workers import QUICK
+from tests.support.net import free_port
+from tests.support.waiting import wait_until
 
 
 def first_answer(port: int) -> float:
@@ -53,8 +52,7 @@ def main() -> int:
     refused = 0
     try:
         backend_port, port = free_port(), free_port()
-        procs.append(subprocess.Popen([sys.executable, str(Path(__file__).parent / "proxy.py"),
-                                       "--serve-backend", str(backend_port)], stdout=subprocess.DEVNULL))
+        procs.append(subprocess.Popen(backend_command(backend_port), cwd=REPO, stdout=subprocess.DEVNULL))
         wait_port(backend_port)
         config = tmp / "frontends.json"
         config.write_text(json.dumps({"frontends": [{
@@ -74,8 +72,8 @@ def main() -> int:
                 gaps.append(first_answer(port))
             except ConnectionRefusedError:
                 refused += 1
-            while not all(w["live"] and w["pid"] != victim for w in admin.status()["workers"][:1]):
-                time.sleep(0.01)
+            wait_until(lambda killed=victim: all(w["live"] and w["pid"] != killed for w in admin.status()["workers"][:1]),
+                       30, interval=0.01, message="worker 0 replaced")
             # Past QUICK: a worker that dies within a second of its start, twice in a row, is
             # crash-looping and is restarted after a back-off, which is not what this measures.
             time.sleep(QUICK + 0.2)

@@ -12,7 +12,7 @@ For each database and way it prints the held window (pause to resume: stop old, 
 and gate new), failed requests, the slowest request, whether every row was kept, and the whole
 upgrade's time; then the window's ratio, online / offline.
 
-    python3 benchmarks/schema_change.py [--rows 1000000] [--databases mariadb postgresql] [--ways offline online]
+    python3 -m benchmarks.schema_change [--rows 1000000] [--databases mariadb postgresql] [--ways offline online]
 """
 
 from __future__ import annotations
@@ -26,15 +26,11 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "examples" / "netapi"))
-
-from localrun import create_scratch_database, drop_scratch_database, run_migrate  # noqa: E402
-from netapi.db.dialect import dialect_for  # noqa: E402
-from tests.support.load import Load  # noqa: E402
-from tests.support.neutron import NeutronCycle  # noqa: E402
-from hitless.probe.ports import free_port, free_port_range  # noqa: E402
+from hitless_demo.localrun import create_scratch_database, drop_scratch_database, run_migrate
+from hitless_demo.netapi.db.dialect import dialect_for
+from tests.support.load import Load
+from tests.support.net import free_port, free_port_range
+from tests.support.neutron import NeutronCycle
 
 MIGRATE = "[python3, -m, netapi.migrate, {phase}]"
 WAYS = {
@@ -140,7 +136,7 @@ def main() -> int:
     args = parser.parse_args()
     import docker
 
-    from hitless.imagebuild import build_netapi_images
+    from hitless_demo.images import build_netapi_images
 
     build_netapi_images(docker.from_env(timeout=600), ("2.0", "3.0"))
     results = []
@@ -155,7 +151,8 @@ def main() -> int:
     for database in args.databases:
         by_way = {r["way"]: r for r in results if r["database"] == database}
         if len(by_way) == 2:
-            print(f"{database}: held window online / offline = {by_way['online']['window_s'] / by_way['offline']['window_s']:.3f}")
+            ratio = by_way["online"]["window_s"] / by_way["offline"]["window_s"]
+            print(f"{database}: held window online / offline = {ratio:.3f}")
     return 0 if all(r["failed"] == 0 and r["kept"] for r in results) else 1
 
 

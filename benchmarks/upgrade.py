@@ -5,23 +5,20 @@ hitless proxy, under load from keep-alive and new-connection clients.
 Prints failed requests, p50/p99 latency before and during the upgrade (and the ratio during /
 before: target p99 ≤ 1.2×), and the wall time of the upgrade.
 
-    python3 benchmarks/upgrade.py [--workers 2] [--steady 10]
+    python3 -m benchmarks.upgrade [--workers 2] [--steady 10]
 """
 
 from __future__ import annotations
 
 import argparse
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from tests.support.load import Load  # noqa: E402  (a benchmark run from the repository)
+from tests.support.load import Load
+from tests.support.net import free_port
 
 SPEC = """
 project: bench-upgrade
@@ -50,13 +47,12 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2, help="clients of each kind (keep-alive, new connection)")
     parser.add_argument("--steady", type=float, default=10.0, help="seconds of load before the upgrade")
     args = parser.parse_args()
-    from hitless.imagebuild import build_netapi_images
     import docker
 
+    from hitless_demo.images import build_netapi_images
+
     build_netapi_images(docker.from_env())
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     folder = Path(tempfile.mkdtemp(prefix="hitless-bench-"))
     spec = folder / "hitless.yaml"
 
@@ -78,8 +74,9 @@ def main() -> int:
         during = [r.latency for r in load.records if began <= r.started < ended]
         failed = load.failures()
         print(f"requests: {load.count()}  failed: {len(failed)}")
-        print(f"before : n={len(before):6d} p50={percentile(before, .5) * 1000:7.2f} ms  p99={percentile(before, .99) * 1000:7.2f} ms")
-        print(f"during : n={len(during):6d} p50={percentile(during, .5) * 1000:7.2f} ms  p99={percentile(during, .99) * 1000:7.2f} ms")
+        for name, latencies in (("before", before), ("during", during)):
+            print(f"{name} : n={len(latencies):6d} p50={percentile(latencies, .5) * 1000:7.2f} ms  "
+                  f"p99={percentile(latencies, .99) * 1000:7.2f} ms")
         print(f"p99 during / before: {percentile(during, .99) / percentile(before, .99):.2f}  (target ≤ 1.2)")
         print(f"upgrade wall time (2 replicas, incl. 5 s watch window): {ended - began:.1f} s")
     finally:

@@ -15,6 +15,9 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 python3 -m pip install -q -e '.[test]'
+# Lint and types first: a finding fails the run before any test starts (configured in pyproject.toml).
+python3 -m ruff check src tests benchmarks
+python3 -m mypy
 # Two workers, a test file each at a time: files that share a deployment stay together.
 python3 -m pytest -n 2 --dist loadfile -m "not engine_restart" "$@"
 # Then, alone (every other test's containers would be stopped with the engine), the tests

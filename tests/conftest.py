@@ -27,7 +27,8 @@ def docker_client():
 
 @pytest.fixture(scope="session")
 def netapi_images(docker_client):
-    """netapi:1.0 and netapi:2.0 built locally (cached: fast after the first build)."""
-    from hitless.imagebuild import build_netapi_images
+    """netapi:1.0, 2.0 and 3.0 built locally (cached: fast after the first build). The demo
+    service is what the product's integration tests deploy, too."""
+    from hitless_demo.images import build_netapi_images
 
     return build_netapi_images(docker_client)

@@ -1,9 +1,9 @@
 """Build images on a machine that reaches no container registry.
 
 A base image with python3 is `python:3.11-slim` when the engine has it or can pull it, otherwise
-one made here: `debootstrap --variant=minbase --include=python3,python3-pymysql,python3-psycopg2`
-from the Debian mirror apt already uses, tarred into a cache directory and `docker import`ed
-(netapi's database drivers come from Debian: that image has no pip). The rootfs tarball stays in
+one made here: `debootstrap --variant=minbase --include=python3` from the Debian mirror apt
+already uses, tarred into a cache directory and `docker import`ed. It holds Python and nothing
+an application needs: images built on it bring their own packages. The rootfs tarball stays in
 the cache, so a lost image is re-imported in seconds instead of re-running debootstrap; a lock
 file keeps two concurrent builds from running debootstrap twice.
 
@@ -26,15 +26,14 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from hitless import __version__
 from hitless.errors import BadInput, OperationFailed, RuntimeUnavailable
 
 OFFICIAL_BASE = "python:3.11-slim"
 SUITE = "bookworm"
 # The tag is the cache key: change it (and the tarball's name with it) whenever BASE_PACKAGES
 # changes, so that an image or tarball made from the old list is never reused.
-LOCAL_BASE = "hitless/python3-base:bookworm-2"
-BASE_PACKAGES = ("python3", "python3-pymysql", "python3-psycopg2")
+LOCAL_BASE = "hitless/python3-base:bookworm-3"
+BASE_PACKAGES = ("python3",)
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 DEFAULT_CACHE_DIR = Path(os.environ.get("HITLESS_CACHE_DIR", "/var/cache/hitless"))
 PULL_FIRST_ANSWER_TIMEOUT = 5.0  # seconds to wait for the registry's first answer
@@ -48,27 +47,23 @@ IMPORT_CHANGES = (
     'CMD ["python3"]',
 )
 
-# The examples/netapi directory, when hitless is installed from its source tree (editable).
-NETAPI_CONTEXT = Path(__file__).resolve().parents[2] / "examples" / "netapi"
-NETAPI_REPOSITORY = "netapi"
-
 Progress = Callable[[str], None]
 
 # Builder chatter that says nothing about why a step failed.
 _BUILD_NOISE = ("--->", "Removing intermediate container")
 
 
-def _quiet(_: str) -> None:
-    pass
+def quiet(_: str) -> None:
+    """A progress callback that says nothing."""
 
 
-def _tail(text: str, lines: int = 5) -> str:
+def tail(text: str, lines: int = 5) -> str:
     """The last non-empty lines of some output, joined on one line."""
     kept = [line.strip() for line in text.splitlines() if line.strip()]
     return " | ".join(kept[-lines:])
 
 
-def engine_client(timeout: float = 300) -> Any:
+def engine_client(timeout: int = 300) -> Any:
     """A docker SDK client of the engine the environment names (DOCKER_HOST), checked to answer."""
     import docker
 
@@ -154,9 +149,9 @@ def _apt_entries(text: str, deb822: bool) -> Iterator[tuple[str, list[str]]]:
     """(uri, suites) pairs of the binary-package entries in one apt sources file."""
     if not deb822:
         for line in text.splitlines():
-            fields = re.sub(r"\[[^\]]*\]", " ", line.split("#", 1)[0]).split()
-            if len(fields) >= 3 and fields[0] == "deb":
-                yield fields[1], [fields[2]]
+            words = re.sub(r"\[[^\]]*\]", " ", line.split("#", 1)[0]).split()
+            if len(words) >= 3 and words[0] == "deb":
+                yield words[1], [words[2]]
         return
     for block in re.split(r"\n\s*\n", text):
         fields: dict[str, str] = {}
@@ -172,7 +167,7 @@ def _apt_entries(text: str, deb822: bool) -> Iterator[tuple[str, list[str]]]:
 
 
 @contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
+def file_lock(path: Path) -> Iterator[None]:
     """An exclusive lock held across processes (flock), released on exit or crash."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as handle:
@@ -199,7 +194,7 @@ def _debootstrap_rootfs_tarball(tarball: Path, mirror: str, progress: Progress) 
         if done.returncode != 0:
             log = rootfs / "debootstrap" / "debootstrap.log"
             detail = log.read_text(errors="replace") if log.is_file() else done.stdout + done.stderr
-            raise OperationFailed(f"debootstrap failed (exit {done.returncode}): {_tail(detail)}")
+            raise OperationFailed(f"debootstrap failed (exit {done.returncode}): {tail(detail)}")
         # Package downloads and indexes are dead weight in an image.
         for leftover in ("var/cache/apt/archives", "var/lib/apt/lists"):
             for entry in (rootfs / leftover).glob("*"):
@@ -212,7 +207,7 @@ def _debootstrap_rootfs_tarball(tarball: Path, mirror: str, progress: Progress) 
             capture_output=True, text=True,
         )
         if done.returncode != 0:
-            raise OperationFailed(f"tar of the debootstrap rootfs failed: {_tail(done.stderr)}")
+            raise OperationFailed(f"tar of the debootstrap rootfs failed: {tail(done.stderr)}")
         partial.rename(tarball)  # atomic: a tarball in the cache is always complete
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -233,7 +228,7 @@ def _import_tarball(client: Any, tarball: Path, name: str) -> None:
 def ensure_base_image(
     client: Any,
     cache_dir: Path | None = None,
-    progress: Progress = _quiet,
+    progress: Progress = quiet,
     try_official: bool = True,
 ) -> str:
     """The name of a local image with python3: the official slim image, or one made by debootstrap.
@@ -253,7 +248,7 @@ def ensure_base_image(
     cache = Path(cache_dir) if cache_dir is not None else DEFAULT_CACHE_DIR
     key = LOCAL_BASE.rpartition(":")[2]
     tarball = cache / f"python3-base-{key}.tar"
-    with _file_lock(cache / f"python3-base-{key}.lock"):
+    with file_lock(cache / f"python3-base-{key}.lock"):
         if _has_image(client, LOCAL_BASE):  # another process built it while we waited
             return LOCAL_BASE
         if not tarball.is_file():
@@ -268,7 +263,7 @@ def build_image(
     context_dir: str | os.PathLike[str],
     tag: str,
     buildargs: dict[str, str] | None = None,
-    progress: Progress = _quiet,
+    progress: Progress = quiet,
 ) -> str:
     """Build the Dockerfile in `context_dir` as `tag`; returns the image id.
 
@@ -301,7 +296,7 @@ def build_image(
                 image_id = event["aux"]["ID"]
             if "error" in event:
                 where = f" at {step!r}" if step else ""
-                detail = _tail("\n".join(output + [event["error"]]))
+                detail = tail("\n".join(output + [event["error"]]))
                 raise OperationFailed(f"building {tag} failed{where}: {detail}")
     except docker.errors.APIError as exc:
         raise OperationFailed(f"building {tag} failed: {exc.explanation or exc}") from exc
@@ -318,7 +313,7 @@ def build_versioned_images(
     context_dir: str | os.PathLike[str],
     repository: str,
     versions: Sequence[str],
-    progress: Progress = _quiet,
+    progress: Progress = quiet,
 ) -> list[str]:
     """Build `repository:VERSION` for each version (buildargs BASE and VERSION); the image ids."""
     started = time.monotonic()
@@ -333,78 +328,11 @@ def build_versioned_images(
     return ids
 
 
-def build_netapi_images(
-    client: Any,
-    versions: Sequence[str] = ("1.0", "2.0", "3.0"),
-    context_dir: str | os.PathLike[str] | None = None,
-    progress: Progress = _quiet,
-) -> list[str]:
-    """Build the demo service's images netapi:VERSION from examples/netapi; the image ids."""
-    context = Path(context_dir) if context_dir is not None else NETAPI_CONTEXT
-    if not (context / "Dockerfile").is_file():
-        raise BadInput(f"the netapi example is not at {context} (pass its directory explicitly)")
-    return build_versioned_images(client, context, NETAPI_REPOSITORY, versions, progress=progress)
-
-
-# -- the proxy's image ------------------------------------------------------------------------
-
-PROXY_REPOSITORY = "hitless-proxy"
-PROXY_KEY_LABEL = "io.hitless.proxy-image.key"
-# site/ holds the dependencies (a layer reused while their versions stay), hitless/ the package.
-PROXY_DOCKERFILE = """\
-ARG BASE
-FROM ${BASE}
-COPY site/ /opt/hitless/site/
-COPY hitless/ /opt/hitless/site/hitless/
-ENV PYTHONPATH=/opt/hitless/site PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
-RUN python3 -m compileall -q /opt/hitless/site \\
- && python3 -c "import uvloop, httptools, prometheus_client, hitless.proxy.server, hitless.proxyhost.entry"
-ARG KEY
-ARG VERSION
-LABEL io.hitless.proxy-image.key=${KEY} io.hitless.version=${VERSION}
-STOPSIGNAL SIGTERM
-ENTRYPOINT ["python3", "-m", "hitless.proxyhost.entry"]
-"""
-
-
-def proxy_image_tag() -> str:
-    """The proxy's image for the installed hitless: `hitless-proxy:<version>`."""
-    return f"{PROXY_REPOSITORY}:{__version__}"
-
-
-def _image_label(client: Any, name: str, label: str) -> str | None:
+def image_label(client: Any, name: str, label: str) -> str | None:
+    """The value of `label` on the local image `name`; None when there is no such image."""
     import docker.errors
 
     try:
         return (client.images.get(name).labels or {}).get(label)
     except docker.errors.ImageNotFound:
         return None
-
-
-def ensure_proxy_image(client: Any, cache_dir: Path | None = None, progress: Progress = _quiet) -> str:
-    """`hitless-proxy:<version>` on the project's base image, with hitless and the proxy's
-    dependencies copied from this machine (containers reach no registry). Cached by a key of
-    its contents (see hitless.proxyhost.bundle): a second call with nothing changed only hashes
-    hitless's files; a changed checkout rebuilds only the package layer."""
-    from hitless.proxyhost import bundle
-
-    base = ensure_base_image(client, cache_dir, progress)
-    dists = bundle.distributions()
-    own = bundle.package_files()
-    key = bundle.bundle_key(dists, own, client.images.get(base).id, PROXY_DOCKERFILE)
-    tag = proxy_image_tag()
-    if _image_label(client, tag, PROXY_KEY_LABEL) == key:
-        return tag
-    cache = Path(cache_dir) if cache_dir is not None else DEFAULT_CACHE_DIR
-    with _file_lock(cache / "hitless-proxy.lock"):
-        if _image_label(client, tag, PROXY_KEY_LABEL) == key:  # built by another process meanwhile
-            return tag
-        started = time.monotonic()
-        with tempfile.TemporaryDirectory(prefix="hitless-proxy-") as context:
-            root = Path(context)
-            bundle.stage(bundle.dependency_files(dists), root / "site")
-            bundle.stage(own, root)
-            (root / "Dockerfile").write_text(PROXY_DOCKERFILE)
-            build_image(client, root, tag, {"BASE": base, "KEY": key, "VERSION": __version__}, progress=progress)
-        progress(f"built {tag} in {time.monotonic() - started:.1f} s")
-    return tag

@@ -95,43 +95,6 @@ def busybox_image(docker_client) -> str:
 
 # -- helpers for the runtime tests ------------------------------------------------------------
 
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def http_get(host: str, port: int, path: str = "/", deadline: float = 10.0) -> tuple[int, bytes]:
-    """GET http://host:port/path, retrying until the server answers or `deadline` seconds pass."""
-    import http.client
-
-    end = time.monotonic() + deadline
-    while True:
-        conn = http.client.HTTPConnection(host, port, timeout=2)
-        try:
-            conn.request("GET", path)
-            response = conn.getresponse()
-            return response.status, response.read()
-        except OSError:
-            if time.monotonic() > end:
-                raise
-            time.sleep(0.05)
-        finally:
-            conn.close()
-
-
-@pytest.fixture
-def runtime_helpers():
-    """free_port and http_get, for tests that cannot import conftest."""
-    import types
-
-    return types.SimpleNamespace(free_port=free_port, http_get=http_get)
-
-
 @pytest.fixture
 def make_launch():
     """A factory of LaunchSpecs with a unique project per test."""

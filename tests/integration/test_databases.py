@@ -14,8 +14,8 @@ import uuid
 import pytest
 
 from tests.support.load import Load
+from tests.support.net import free_port_range
 from tests.support.neutron import NeutronCycle
-from hitless.probe.ports import free_port_range
 from tests.support.project import Project
 from tests.support.skips import skip_or_fail
 

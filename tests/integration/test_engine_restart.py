@@ -8,10 +8,18 @@ import json
 
 import pytest
 
-from tests.integration.test_proxy_supervised import answers_200, status_json, wait_until
 from tests.support.engine import restart_engine
-from hitless.probe.ports import free_port_range
-from tests.support.project import BOTH_RUNTIMES_SPEC, Project, assert_ok, proxy_containers, proxy_status
+from tests.support.net import free_port_range
+from tests.support.project import (
+    BOTH_RUNTIMES_SPEC,
+    Project,
+    answers_200,
+    assert_ok,
+    proxy_containers,
+    proxy_status,
+    status_json,
+)
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.docker, pytest.mark.engine_restart]
 
@@ -31,8 +39,8 @@ def deploy(tmp_path, docker_client, template: str, **fields: object) -> Project:
 def proxy_back_after_restart(p: Project) -> dict:
     before = proxy_status(p.folder)
     restart_engine()
-    back = wait_until(lambda: (s := proxy_status(p.folder)) and s["pid"] != before["pid"] and s, 60,
-                      "the proxy answered its admin socket after the engine restart")
+    back = wait_until(lambda: (s := proxy_status(p.folder)) and s["pid"] != before["pid"] and s, 60, interval=0.01,
+                      message="the proxy answered its admin socket after the engine restart")
     [container] = proxy_containers(p.folder)
     assert container.status == "running" and container.attrs["State"]["Pid"] == back["pid"]
     frontends = {f["name"] for f in back.get("frontends", [])} or {
@@ -45,9 +53,9 @@ def test_host_networked_services_are_served_again_with_no_command(tmp_path, dock
     p = deploy(tmp_path, docker_client, HOST_NETWORK_SPEC, ports=f"{(first := free_port_range(4))}-{first + 3}")
     try:
         proxy_back_after_restart(p)
-        wait_until(lambda: answers_200(p), 60, "a request through the frontend answered 200")
+        wait_until(lambda: answers_200(p), 60, interval=0.01, message="a request through the frontend answered 200")
         wait_until(lambda: status_json(p)[1]["proxy"]["frontends"][0]["by_state"] == {"ready": 2}, 30,
-                   "both instances ready in the proxy")
+                   interval=0.01, message="both instances ready in the proxy")
         code, data = status_json(p)
         assert code == 0 and data["proxy"]["drift"]["in_sync"], data["proxy"]["drift"]
     finally:
@@ -61,7 +69,8 @@ def test_bridge_networked_services_that_came_back_elsewhere_are_named_and_the_ne
     p = deploy(tmp_path, docker_client, BOTH_RUNTIMES_SPEC, replicas=2)
     try:
         proxy_back_after_restart(p)
-        wait_until(lambda: all(c.status == "running" for c in p.containers()), 60, "the instances run again")
+        wait_until(lambda: all(c.status == "running" for c in p.containers()), 60, interval=0.01,
+                   message="the instances run again")
         code, data = status_json(p)
         moved = {a["backend_id"] for a in data["proxy"]["drift"]["actions"] if a["kind"] == "readdress"}
         pool = {b["id"]: b["address"] for b in _backends(p)}
@@ -73,12 +82,12 @@ def test_bridge_networked_services_that_came_back_elsewhere_are_named_and_the_ne
         assert_ok(p.cli("up"))
         code, data = status_json(p)
         assert code == 0 and data["proxy"]["drift"]["in_sync"], data["proxy"]["drift"]
-        wait_until(lambda: answers_200(p), 30, "a request through the frontend answered 200")
+        wait_until(lambda: answers_200(p), 30, interval=0.01, message="a request through the frontend answered 200")
     finally:
         p.cleanup()
 
 
 def _backends(p: Project) -> list[dict]:
-    from hitless.proxy.client import AdminClient
+    from hitless.proxy.admin.client import AdminClient
 
     return AdminClient(str(p.folder / ".hitless" / "proxy.sock")).backends("netapi.api")

@@ -23,15 +23,15 @@ from pathlib import Path
 import pytest
 
 from hitless.probe.load import Workload
-from hitless.probe.ports import free_port, free_port_range
 from hitless.probe.session import ProbeSession
-from tests.support.project import NETAPI, assert_ok
+from hitless_demo.localrun import create_scratch_database, drop_scratch_database
+from tests.support.net import free_port, free_port_range
+from tests.support.project import assert_ok
 from tests.support.relay import Relay
 from tests.support.skips import skip_or_fail
 from tests.support.testhosts import TestHosts
 
 pytestmark = pytest.mark.docker
-sys.path.insert(0, str(NETAPI))  # its localrun makes and drops scratch databases
 
 SPEC = """
 project: {project}
@@ -116,8 +116,6 @@ def testhosts():
 
 @pytest.fixture(scope="module")
 def deployment(testhosts, docker_client, netapi_images, tmp_path_factory):
-    from localrun import create_scratch_database, drop_scratch_database  # examples/netapi
-
     try:
         url = create_scratch_database("mysql", prefix="hlhosts")
     except Exception as exc:  # no server: nothing to share

@@ -14,19 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from hitless_demo.paths import NETAPI_DIR, NETAPI_ROOT
+from tests.support.net import free_port
 from tests.support.project import stop_leftover_proxy
 
-REPO = Path(__file__).resolve().parents[2]
-NETAPI = REPO / "examples" / "netapi"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-FRONTEND_PORT = _free_port()
+FRONTEND_PORT = free_port()
 
 
 def hitless(spec: Path, *args: str, runtime: str) -> subprocess.CompletedProcess:
@@ -37,11 +29,11 @@ def hitless(spec: Path, *args: str, runtime: str) -> subprocess.CompletedProcess
 
 
 def write_spec(folder: Path, project: str, tag: str, volume: str) -> Path:
-    text = (NETAPI / "hitless.yaml").read_text()
+    text = (NETAPI_DIR / "hitless.yaml").read_text()
     text = text.replace("project: netapi", f"project: {project}")
     text = text.replace("image: netapi:1.0", f"image: netapi:{tag}")
     text = text.replace("netapi-data:", f"{volume}:")
-    text = text.replace("workdir: .", f"workdir: {NETAPI}")
+    text = text.replace("workdir: ..", f"workdir: {NETAPI_ROOT}")  # the spec is written elsewhere
     text = text.replace("127.0.0.1:9696", f"127.0.0.1:{FRONTEND_PORT}")
     spec = folder / "hitless.yaml"
     spec.write_text(text)
@@ -132,13 +124,13 @@ def test_lifecycle_on_local_processes(tmp_path):
 
     def list_ids(project: str) -> list[str]:
         projects.append(project)
-        return sorted(i.id for i in runtime_view.list(project))
+        return sorted(i.id for i in runtime_view.instances(project))
 
     try:
         lifecycle(tmp_path, "process", list_ids)
     finally:
         for project in set(projects):
-            for inst in runtime_view.list(project):
+            for inst in runtime_view.instances(project):
                 runtime_view.remove(inst.id)
         stop_leftover_proxy(tmp_path)
 
@@ -158,7 +150,8 @@ def test_a_bad_spec_exits_2_with_every_problem_and_starts_nothing(tmp_path):
     result = hitless(spec, "up", runtime="process")
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
-        f"hitless: {spec}: sets.neutron.server.image: invalid image 'neutron-server' (expected repo:tag; the tag carries the version)",
+        f"hitless: {spec}: sets.neutron.server.image: invalid image 'neutron-server' "
+        "(expected repo:tag; the tag carries the version)",
         f"hitless: {spec}: sets.neutron.server.stop.grace: invalid duration '5x'",
         f"hitless: {spec}: sets.neutron.server.replicaz: unknown key",
     ]

@@ -7,17 +7,29 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import time
-from pathlib import Path
 
 import pytest
 
 from hitless import __version__
+from hitless.proxyhost.image import PROXY_KEY_LABEL, proxy_image_tag
 from hitless.runtime.process_shim import proc_stat
 from tests.support.load import Load
-from tests.support.project import BOTH_RUNTIMES_SPEC, Project, assert_ok, project_on, proxy_containers, proxy_status
+from tests.support.project import (
+    BOTH_RUNTIMES_SPEC,
+    answers_200,
+    assert_ok,
+    kill_9,
+    project_on,
+    proxy_containers,
+    proxy_pids,
+    proxy_status,
+    status_json,
+    supervisor_record,
+    take_down_for_good,
+)
+from tests.support.waiting import wait_until
 
 RECOVERY_TARGET = 2.0  # seconds from SIGKILL to the first 200 through the frontend
 
@@ -31,49 +43,6 @@ def deployed(request, tmp_path_factory):
         yield p
     finally:
         p.cleanup()
-
-
-def supervisor_record(p: Project) -> dict:
-    return json.loads((p.state_dir / "proxy-supervisor.json").read_text())
-
-
-def proxy_pids(status: dict) -> list[int]:
-    """The proxy's processes: the master (or only) one and its workers, as it reports them."""
-    return [int(status["pid"]), *(int(w["pid"]) for w in status.get("workers") or [] if w.get("pid"))]
-
-
-def kill_9(pids: list[int]) -> None:
-    """SIGKILL each pid, after checking it is a hitless proxy process. One already dead (a
-    worker that exits as soon as its master is killed) is skipped."""
-    for pid in pids:
-        stat = proc_stat(pid)
-        if stat is None or stat[0] in "ZX":
-            continue
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
-        assert b"hitless" in cmdline, (pid, cmdline)
-        os.kill(pid, signal.SIGKILL)
-
-
-def wait_until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"{what} within {timeout}s"
-        time.sleep(0.01)
-
-
-def answers_200(p: Project) -> bool:
-    try:
-        return bool(p.networks() is not None)
-    except (OSError, ValueError, KeyError):
-        return False
-
-
-def status_json(p: Project) -> tuple[int, dict]:
-    result = p.cli("status", "--json")
-    return result.returncode, json.loads(result.stdout)
 
 
 def test_the_proxy_runs_under_its_runtimes_supervision(deployed):
@@ -91,7 +60,10 @@ def test_the_proxy_runs_under_its_runtimes_supervision(deployed):
     assert container.name == f"{p.name}-hitless-proxy" and container.status == "running"
     assert container.labels["io.hitless.proxy.project"] == p.name
     assert container.labels["io.hitless.proxy.version"] == __version__
-    assert attrs["Config"]["Image"] == f"hitless-proxy:{__version__}"
+    # hitless-proxy:<version>-<key>: the key of its contents, so that two checkouts of one version
+    # on one engine never take each other's image.
+    key = container.image.labels[PROXY_KEY_LABEL]
+    assert attrs["Config"]["Image"] == proxy_image_tag(key) == f"hitless-proxy:{__version__}-{key[:12]}"
     host = attrs["HostConfig"]
     assert (host["NetworkMode"], host["PidMode"], host["RestartPolicy"]["Name"]) == ("host", "host", "unless-stopped")
     assert [(m["Type"], m["Source"], m["Destination"]) for m in attrs["Mounts"]] == [
@@ -119,14 +91,14 @@ def test_kill_9_of_the_whole_proxy_under_load_recovers_with_no_command(deployed)
     p = deployed
     before = proxy_status(p.folder)
     with Load("127.0.0.1", p.port, workers=1, pause=0.02) as load:
-        wait_until(lambda: any(r.status == 200 for r in list(load.records)), 10, "load answered")
+        wait_until(lambda: any(r.status == 200 for r in list(load.records)), 10, interval=0.01, message="load answered")
         killed_at = time.monotonic()
         kill_9(proxy_pids(before))
-        back = wait_until(lambda: (s := proxy_status(p.folder)) and s["pid"] != before["pid"] and s, 10,
-                          "the proxy answered its admin socket again")
+        back = wait_until(lambda: (s := proxy_status(p.folder)) and s["pid"] != before["pid"] and s, 10, interval=0.01,
+                          message="the proxy answered its admin socket again")
         admin_back = time.monotonic() - killed_at
         assert back["state_file"]  # the routing it restored before listening again
-        wait_until(lambda: answers_200(p), 10, "a request through the frontend answered 200")
+        wait_until(lambda: answers_200(p), 10, interval=0.01, message="a request through the frontend answered 200")
         time.sleep(0.3)
     recovered = min((r.started + r.latency for r in load.records if r.status == 200 and r.started >= killed_at),
                     default=None)
@@ -145,19 +117,6 @@ def test_kill_9_of_the_whole_proxy_under_load_recovers_with_no_command(deployed)
     assert recovery is not None and recovery < RECOVERY_TARGET, recovery
     code, data = status_json(p)
     assert code == 0 and data["proxy"]["drift"]["in_sync"], data["proxy"]["drift"]
-
-
-def take_down_for_good(p: Project) -> None:
-    """Stop the proxy so that nothing brings it back: SIGKILL to the supervisor and then to the
-    proxy; on Docker `docker kill`, which marks the container stopped by hand."""
-    if p.runtime == "process":
-        record = supervisor_record(p)
-        kill_9([record["pid"]])
-        kill_9(proxy_pids(proxy_status(p.folder)))
-    else:
-        [container] = proxy_containers(p.folder)
-        container.kill(signal="SIGKILL")
-    wait_until(lambda: proxy_status(p.folder) is None, 5, "the proxy went away")
 
 
 def test_status_fails_loudly_while_the_proxy_is_down_and_up_brings_it_back(deployed):

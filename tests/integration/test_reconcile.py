@@ -14,9 +14,18 @@ from pathlib import Path
 import pytest
 
 from hitless import __version__
-from tests.integration.test_proxy_supervised import proxy_pids, take_down_for_good, wait_until
 from tests.support.load import Load
-from tests.support.project import BOTH_RUNTIMES_SPEC, Project, assert_ok, project_on, proxy_containers, proxy_status
+from tests.support.project import (
+    BOTH_RUNTIMES_SPEC,
+    Project,
+    assert_ok,
+    project_on,
+    proxy_containers,
+    proxy_pids,
+    proxy_status,
+    take_down_for_good,
+)
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture(scope="module", params=["process", pytest.param("docker", marks=pytest.mark.docker)])
@@ -72,7 +81,7 @@ def test_a_lost_proxy_comes_back_with_the_instances_upgrade_image_deployed(upgra
 
 def test_plan_names_the_pool_drift_and_the_next_command_fixes_it(upgraded):
     p = upgraded
-    from hitless.proxy.client import AdminClient
+    from hitless.proxy.admin.client import AdminClient
 
     admin = AdminClient(str(p.state_dir / "proxy.sock"))
     [backend] = admin.backends("netapi.api")
@@ -98,14 +107,15 @@ def test_a_proxy_no_host_runs_is_handed_over_to_a_supervised_one_without_failing
         bare = subprocess.Popen([sys.executable, "-m", "hitless", "proxy", "--admin-socket", sock, "--takeover"],
                                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     try:
-        wait_until(lambda: (s := proxy_status(p.folder)) and s["pid"] == bare.pid, 10, "the bare proxy took over")
+        wait_until(lambda: (s := proxy_status(p.folder)) and s["pid"] == bare.pid, 10, interval=0.01,
+                   message="the bare proxy took over")
         if p.runtime == "docker":
             # The container's proxy exited 0 after handing over: Docker restarts it, and its
             # launcher takes the listeners back. Either way a supervised proxy ends up serving.
             pass
         else:
-            wait_until(lambda: not (p.state_dir / "proxy-supervisor.json").exists(), 10,
-                       "the supervisor left with its proxy (exit 0 after a hand-over)")
+            wait_until(lambda: not (p.state_dir / "proxy-supervisor.json").exists(), 10, interval=0.01,
+                       message="the supervisor left with its proxy (exit 0 after a hand-over)")
         with Load("127.0.0.1", p.port, workers=1, pause=0.01) as load:
             time.sleep(0.3)
             result = p.cli("up")

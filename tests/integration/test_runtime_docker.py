@@ -11,6 +11,8 @@ from hitless.errors import BadInput, OperationFailed
 from hitless.runtime.base import ContainerOptions, Instance, Mount, Runtime
 from hitless.runtime.docker import RESTART_POLICY, DockerRuntime
 from hitless.runtime.stop import graceful_stop
+from tests.support.net import free_port, http_get
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.docker
 
@@ -26,7 +28,7 @@ def docker_rt(docker_client, make_launch):
     extra: list[str] = []
     runtime.extra_ids = extra  # containers a test makes outside the runtime
     yield runtime
-    for instance in runtime.list(make_launch.project):
+    for instance in runtime.instances(make_launch.project):
         runtime.remove(instance.id)
     for container_id in extra:
         runtime.remove(container_id)
@@ -34,17 +36,15 @@ def docker_rt(docker_client, make_launch):
 
 
 def wait_for_log(runtime: Runtime, instance_id: str, text: str, timeout: float = 10.0) -> None:
-    end = time.monotonic() + timeout
-    while text not in runtime.logs(instance_id, tail=100):
-        assert time.monotonic() < end, f"{text!r} never appeared in the logs"
-        time.sleep(0.05)
+    wait_until(lambda: text in runtime.logs(instance_id, tail=100), timeout,
+               message=f"{text!r} in the logs of {instance_id}")
 
 
 def start_sh(runtime: DockerRuntime, make_launch, image: str, name: str, script: str, **kw) -> Instance:
     return runtime.start(make_launch(name, image, ("sh", "-c", script), **kw))
 
 
-def test_start_list_and_reach_on_the_bridge(docker_rt, docker_client, busybox_image, make_launch, runtime_helpers):
+def test_start_list_and_reach_on_the_bridge(docker_rt, docker_client, busybox_image, make_launch):
     launch = make_launch("web", busybox_image, ("httpd", "-f", "-p", "8080", "-h", "/www"), port=8080)
     started = docker_rt.start(launch)
     # A container with the project label but not the rest is foreign: list skips it.
@@ -53,16 +53,16 @@ def test_start_list_and_reach_on_the_bridge(docker_rt, docker_client, busybox_im
     )
     docker_rt.extra_ids.append(foreign.id)
 
-    listed = docker_rt.list(make_launch.project)
+    listed = docker_rt.instances(make_launch.project)
     assert [i.id for i in listed] == [started.id]
     instance = listed[0]
     assert instance.labels == launch.labels
     assert instance.name == launch.name
     assert instance.state == "running" and instance.running and instance.exit_code is None
     assert instance.host not in (None, "127.0.0.1")
-    assert abs((dt.datetime.now(dt.timezone.utc) - instance.started_at).total_seconds()) < 60
+    assert abs((dt.datetime.now(dt.UTC) - instance.started_at).total_seconds()) < 60
     assert instance.address == (instance.host, 8080)
-    status, body = runtime_helpers.http_get(*instance.address, "/index.html")
+    status, body = http_get(*instance.address, "/index.html")
     assert (status, body) == (200, b"hitless test page\n")
 
     attrs = docker_client.api.inspect_container(started.id)
@@ -70,14 +70,14 @@ def test_start_list_and_reach_on_the_bridge(docker_rt, docker_client, busybox_im
     assert attrs["Config"]["StopSignal"] == "SIGTERM"
 
 
-def test_host_network_answers_on_loopback(docker_rt, busybox_image, make_launch, runtime_helpers):
-    port = runtime_helpers.free_port()
+def test_host_network_answers_on_loopback(docker_rt, busybox_image, make_launch):
+    port = free_port()
     launch = make_launch(
         "hostweb", busybox_image, ("httpd", "-f", "-p", f"127.0.0.1:{port}", "-h", "/www"), port=port, network="host"
     )
     instance = docker_rt.start(launch)
     assert instance.host == "127.0.0.1" and instance.address == ("127.0.0.1", port)
-    assert runtime_helpers.http_get("127.0.0.1", port, "/index.html")[0] == 200
+    assert http_get("127.0.0.1", port, "/index.html")[0] == 200
 
 
 def test_sigterm_then_wait_exit_and_no_restart(docker_rt, docker_client, busybox_image, make_launch):
@@ -104,10 +104,8 @@ def test_sigterm_then_wait_exit_and_no_restart(docker_rt, docker_client, busybox
 def test_a_crash_is_restarted_by_the_engine(docker_rt, docker_client, busybox_image, make_launch):
     """The other half of the restart policy: a service that dies on its own comes back."""
     instance = start_sh(docker_rt, make_launch, busybox_image, "crash", "sleep 0.2; exit 1")
-    end = time.monotonic() + 10
-    while docker_client.api.inspect_container(instance.id)["RestartCount"] < 1:
-        assert time.monotonic() < end, "the engine never restarted a crashed container"
-        time.sleep(0.1)
+    wait_until(lambda: docker_client.api.inspect_container(instance.id)["RestartCount"] >= 1, 10, interval=0.1,
+               message="the engine restarting a crashed container")
 
 
 def test_graceful_stop_clean_exit(docker_rt, busybox_image, make_launch):
@@ -162,7 +160,7 @@ def test_logs_remove_and_named_volume_kept(docker_rt, docker_client, busybox_ima
         assert docker_rt.logs(instance.id, tail=2) == "line4\nline5\n"
         docker_rt.remove(instance.id)  # running: killed first
         assert docker_rt.get(instance.id) is None
-        assert docker_rt.list(make_launch.project) == []
+        assert docker_rt.instances(make_launch.project) == []
         docker_rt.remove(instance.id)  # already gone: nothing to do
         # The named volume survives its container, with its data.
         # A one-shot job is not restarted after it exits (unless-stopped would restart it).
@@ -173,7 +171,7 @@ def test_logs_remove_and_named_volume_kept(docker_rt, docker_client, busybox_ima
         assert docker_rt.logs(reader.id) == "kept\n"
         docker_rt.remove(reader.id)
     finally:
-        for inst in docker_rt.list(make_launch.project):
+        for inst in docker_rt.instances(make_launch.project):
             docker_rt.remove(inst.id)
         docker_client.volumes.get(volume).remove(force=True)
 
@@ -203,7 +201,7 @@ def test_errors_are_one_line(docker_rt, busybox_image, make_launch):
     with pytest.raises(OperationFailed) as bad_start:
         docker_rt.start(make_launch("badcmd", busybox_image, ("/no/such/program",)))
     assert "\n" not in str(bad_start.value) and "badcmd" in str(bad_start.value)
-    assert [i.name for i in docker_rt.list(make_launch.project)] == [launch.name]  # no "created" leftover
+    assert [i.name for i in docker_rt.instances(make_launch.project)] == [launch.name]  # no "created" leftover
 
     assert docker_rt.get("0123456789ab-no-such-container") is None
     with pytest.raises(OperationFailed, match="no such container"):

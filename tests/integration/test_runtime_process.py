@@ -20,6 +20,8 @@ from hitless.runtime import process_shim
 from hitless.runtime.base import ContainerOptions, Instance, Mount, Runtime
 from hitless.runtime.process import ProcessImage, ProcessRuntime
 from hitless.runtime.stop import graceful_stop
+from tests.support.net import free_port, http_get
+from tests.support.waiting import wait_until
 
 TERM_EXITS_3_AFTER_2S = "trap 'sleep 2; exit 3' TERM; echo ready; sleep 1000 & wait"
 TERM_TAKES_30S = "trap 'sleep 30; exit 0' TERM; echo ready; sleep 1000 & wait"
@@ -56,15 +58,13 @@ def proc_rt(state_dir, www, make_launch):
     runtime = ProcessRuntime(state_dir, images(www))
     yield runtime
     cleaner = ProcessRuntime(state_dir, {})
-    for instance in cleaner.list(make_launch.project):
+    for instance in cleaner.instances(make_launch.project):
         cleaner.remove(instance.id)
 
 
 def wait_for_log(runtime: Runtime, instance_id: str, text: str, timeout: float = 10.0) -> None:
-    end = time.monotonic() + timeout
-    while text not in runtime.logs(instance_id, tail=100):
-        assert time.monotonic() < end, f"{text!r} never appeared in the logs"
-        time.sleep(0.02)
+    wait_until(lambda: text in runtime.logs(instance_id, tail=100), timeout, interval=0.02,
+               message=f"{text!r} in the logs of {instance_id}")
 
 
 def start_sh(runtime: ProcessRuntime, make_launch, name: str, script: str, **kw) -> Instance:
@@ -85,21 +85,21 @@ def group_members(pgid: int) -> list[int]:
     return found
 
 
-def test_start_list_and_reach(proc_rt, state_dir, make_launch, runtime_helpers):
-    port = runtime_helpers.free_port()
+def test_start_list_and_reach(proc_rt, state_dir, make_launch):
+    port = free_port()
     launch = make_launch("web", "web:1", None, port=port, environment={"HITLESS_PORT": str(port)})
     started = proc_rt.start(launch)
-    listed = proc_rt.list(make_launch.project)
+    listed = proc_rt.instances(make_launch.project)
     assert [i.id for i in listed] == [started.id] == [launch.name]
     instance = listed[0]
     assert instance.labels == launch.labels
     assert instance.state == "running" and instance.exit_code is None
     assert instance.address == ("127.0.0.1", port)
-    assert abs((dt.datetime.now(dt.timezone.utc) - instance.started_at).total_seconds()) < 60
-    assert runtime_helpers.http_get("127.0.0.1", port, "/index.html") == (200, b"process test page\n")
+    assert abs((dt.datetime.now(dt.UTC) - instance.started_at).total_seconds()) < 60
+    assert http_get("127.0.0.1", port, "/index.html") == (200, b"process test page\n")
     directory = state_dir / "instances" / launch.name
     assert {p.name for p in directory.iterdir()} >= {"labels.json", "launch.json", "pid", "output.log"}
-    assert proc_rt.list("some-other-project") == []
+    assert proc_rt.instances("some-other-project") == []
 
 
 def test_observed_by_a_fresh_runtime_after_the_starter_exits(state_dir, www, proc_rt, make_launch):
@@ -110,7 +110,8 @@ def test_observed_by_a_fresh_runtime_after_the_starter_exits(state_dir, www, pro
         from pathlib import Path
         from hitless.runtime.base import *
         from hitless.runtime.process import ProcessImage, ProcessRuntime
-        runtime = ProcessRuntime(Path({str(state_dir)!r}), {{"sh:1": ProcessImage(entrypoint=("/bin/sh", "-c"), command=("echo default; sleep 1000",))}})
+        image = ProcessImage(entrypoint=("/bin/sh", "-c"), command=("echo default; sleep 1000",))
+        runtime = ProcessRuntime(Path({str(state_dir)!r}), {{"sh:1": image}})
         print(runtime.start({launch!r}).id)
         """
     )
@@ -121,7 +122,7 @@ def test_observed_by_a_fresh_runtime_after_the_starter_exits(state_dir, www, pro
     fresh = ProcessRuntime(state_dir, {})  # knows no image: observing needs none
     instance = fresh.get(instance_id)
     assert instance is not None and instance.running and instance.labels == launch.labels
-    assert fresh.list(make_launch.project) == [instance]
+    assert fresh.instances(make_launch.project) == [instance]
     wait_for_log(fresh, instance_id, "default")
     shim = pid_record(state_dir, instance_id)["pid"]
     assert os.getpgid(shim) == shim and os.getsid(shim) == shim  # its own session and group
@@ -161,10 +162,8 @@ def test_graceful_stop_kills_at_the_ceiling_and_the_whole_group(proc_rt, state_d
     warnings = [message for level, message in events if level == "warning"]
     assert any("still running after grace" in m for m in warnings)
     assert any("SIGKILL" in m for m in warnings)
-    end = time.monotonic() + 5
-    while group_members(shim):  # the shim kills the service's leftovers, as the kernel would
-        assert time.monotonic() < end, f"left behind: {group_members(shim)}"
-        time.sleep(0.05)
+    # The shim kills the service's leftovers, as the kernel would.
+    wait_until(lambda: not group_members(shim), 5, message=f"no process left in group {shim}")
     assert proc_rt.get(instance.id).state == "exited"
 
 
@@ -196,7 +195,7 @@ def test_logs_and_remove(proc_rt, state_dir, make_launch):
     assert proc_rt.logs(instance.id, tail=2) == "line4\nline5\n"
     shim = pid_record(state_dir, instance.id)["pid"]
     proc_rt.remove(instance.id)  # running: killed first
-    assert proc_rt.get(instance.id) is None and proc_rt.list(make_launch.project) == []
+    assert proc_rt.get(instance.id) is None and proc_rt.instances(make_launch.project) == []
     assert not (state_dir / "instances" / instance.id).exists()
     assert group_members(shim) == []
     proc_rt.remove(instance.id)  # already gone: nothing to do
@@ -208,10 +207,7 @@ def test_dead_and_reused_pids_are_not_running(proc_rt, state_dir, make_launch):
     record = json.loads(pid_file.read_text())
     # The shim dies unseen (no exit_code written): dead, with Docker's "unknown" code.
     os.killpg(record["pid"], signal.SIGKILL)
-    end = time.monotonic() + 5
-    while proc_rt.get(instance.id).running:
-        assert time.monotonic() < end
-        time.sleep(0.02)
+    wait_until(lambda: not proc_rt.get(instance.id).running, 5, interval=0.02, message="the shim seen dead")
     dead = proc_rt.get(instance.id)
     assert dead.state == "dead" and dead.exit_code == 255 and dead.address is None
     assert proc_rt.wait_exit(instance.id, 5) == 255
@@ -271,7 +267,7 @@ def test_errors_are_one_line(proc_rt, make_launch):
     with pytest.raises(OperationFailed, match="cannot run '/no/such/program'") as bad:
         broken.start(make_launch("badcmd", "bad:1", None))
     assert "\n" not in str(bad.value)
-    assert [i.name for i in proc_rt.list(make_launch.project)] == [launch.name]  # nothing left of it
+    assert [i.name for i in proc_rt.instances(make_launch.project)] == [launch.name]  # nothing left of it
     with pytest.raises(BadInput, match="unknown signal"):
         proc_rt.signal(launch.name, "SIGNOPE")
     with pytest.raises(OperationFailed, match="no such instance"):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import http.client
 import io
 import os
 import shutil
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.net import http_get
 from tests.support.skips import skip_or_fail
 from tests.support.testhosts import RUN_ROOT, SSHD, TestHosts
 
@@ -47,21 +47,10 @@ def _busybox_tar() -> bytes:
     return buf.getvalue()
 
 
-def _http_get(address: str, port: int, deadline: float = 10.0) -> bytes:
-    end = time.monotonic() + deadline
-    while True:
-        conn = http.client.HTTPConnection(address, port, timeout=2)
-        try:
-            conn.request("GET", "/")
-            response = conn.getresponse()
-            assert response.status == 200
-            return response.read()
-        except OSError:
-            if time.monotonic() > end:
-                raise
-            time.sleep(0.1)
-        finally:
-            conn.close()
+def _http_get(address: str, port: int) -> bytes:
+    status, body = http_get(address, port, "/", timeout=10.0, interval=0.1)
+    assert status == 200
+    return body
 
 
 def _running(pid: int) -> bool:

@@ -4,7 +4,8 @@ each recording what it saw under one lock."""
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 class ClientThreads:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import http.client
-import time
+
+from tests.support.waiting import wait_until
 
 
 def wait_healthy(container, what: str, port: int = 9696, timeout: float = 20.0) -> str:
     """Poll GET /healthcheck on the container's bridge IP until 200; its IP. Fails with the
     container's log when it exits or the time runs out."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def healthy_ip() -> str | None:
         container.reload()
         ip = container.attrs["NetworkSettings"]["IPAddress"]
         if ip:
@@ -23,5 +24,6 @@ def wait_healthy(container, what: str, port: int = 9696, timeout: float = 20.0) 
             except OSError:
                 pass
         assert container.status in ("created", "running"), container.logs().decode()
-        assert time.monotonic() < deadline, f"{what} not healthy: {container.logs().decode()}"
-        time.sleep(0.05)
+        return None
+
+    return wait_until(healthy_ip, timeout, message=lambda: f"{what} healthy: {container.logs().decode()}")

@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import docker
 
 from hitless.runtime.process_shim import proc_stat
 from tests.support.skips import skip_or_fail
+from tests.support.waiting import wait_until
 
 PIDFILE = Path("/var/run/docker.pid")
 LOG = Path("/var/log/dockerd.log")
@@ -34,11 +34,11 @@ def restart_engine(timeout: float = 90.0) -> None:
             skip_or_fail(f"no local dockerd to restart: {exc}")
         assert os.path.basename(argv[0]) == b"dockerd", argv
         os.kill(pid, signal.SIGTERM)
-        _wait(lambda: _gone(pid), timeout, "dockerd stopped")
+        wait_until(lambda: _gone(pid), timeout, interval=0.2, message=f"dockerd {pid} stopped")
         with LOG.open("ab") as log:
             _started.append(subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                              start_new_session=True))
-    _wait(_answers, timeout, "dockerd answered again")
+    wait_until(_answers, timeout, interval=0.2, message="dockerd answering again")
 
 
 # The engines started here: a test that restarts the engine again reaps the one it stops.
@@ -68,10 +68,3 @@ def _answers() -> bool:
             client.close()
     except Exception:  # not up yet, whatever the client makes of it
         return False
-
-
-def _wait(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"{what} within {timeout}s"
-        time.sleep(0.2)

@@ -13,7 +13,10 @@ import sys
 import uuid
 from pathlib import Path
 
-from hitless.probe.ports import free_port
+from hitless.runtime.process_shim import proc_stat
+from hitless_demo.paths import NETAPI_ROOT
+from tests.support.net import free_port
+from tests.support.waiting import wait_until
 
 UPGRADE_SPEC = """
 project: {project}
@@ -32,7 +35,6 @@ sets:
       {migrations}
 """
 EXPAND_ONLY = "migrations: {expand: [python3, -m, netapi.migrate, expand]}"
-NETAPI = Path(__file__).resolve().parents[2] / "examples" / "netapi"
 # The same deployment on Docker or as local processes (`images:` is what netapi:TAG means there).
 BOTH_RUNTIMES_SPEC = """
 project: {project}
@@ -80,7 +82,7 @@ class Project:
         self.runtime = runtime  # "docker" (docker_client given) or "process" (docker_client may be None)
         self.name = f"hltest-{uuid.uuid4().hex[:8]}"
         self.port = free_port()
-        self.fields = {"replicas": 2, "strategy": "start-first", "netapi": NETAPI, **fields}
+        self.fields = {"replicas": 2, "strategy": "start-first", "netapi": NETAPI_ROOT, **fields}
         self.write("1.0", migrations)
 
     def write(self, tag: str, migrations: str = EXPAND_ONLY) -> None:
@@ -135,7 +137,7 @@ class Project:
 
             view = ProcessRuntime(self.state_dir / "process", {})
             for project in (self.name, f"{self.name}.jobs"):
-                for inst in view.list(project):
+                for inst in view.instances(project):
                     view.remove(inst.id)  # by its recorded, verified pid
             assert not stop_leftover_proxy(self.folder), "the proxy outlived `hitless down`"
             return
@@ -190,7 +192,7 @@ def stop_proxy_hosts(folder: Path) -> bool:
 
 def proxy_status(folder: Path) -> dict | None:
     """The admin status of the folder's proxy, or None when none answers."""
-    from hitless.proxy.client import AdminClient, ProxyUnavailable
+    from hitless.proxy.admin.client import AdminClient, ProxyUnavailable
 
     try:
         return AdminClient(str(folder / ".hitless" / "proxy.sock"), timeout=2).status()
@@ -206,7 +208,60 @@ def stop_leftover_proxy(folder: Path) -> bool:
     sock = folder / ".hitless" / "proxy.sock"
     if not (sock.exists() and unix_socket_answers(sock)):
         return hosted
-    from hitless.proxy.client import AdminClient
+    from hitless.proxy.admin.client import AdminClient
 
     os.kill(int(AdminClient(str(sock)).status()["pid"]), signal.SIGTERM)
     return True
+
+
+# -- the proxy of a deployment, supervised by its runtime ---------------------------------------
+
+def supervisor_record(p: Project) -> dict:
+    return json.loads((p.state_dir / "proxy-supervisor.json").read_text())
+
+
+def proxy_pids(status: dict) -> list[int]:
+    """The proxy's processes: the master (or only) one and its workers, as it reports them."""
+    return [int(status["pid"]), *(int(w["pid"]) for w in status.get("workers") or [] if w.get("pid"))]
+
+
+def kill_9(pids: list[int]) -> None:
+    """SIGKILL each pid, after checking it is a hitless proxy process. One already dead or on
+    its way out (a worker that exits as soon as its master is killed) is skipped."""
+    for pid in pids:
+        stat = proc_stat(pid)
+        if stat is None or stat[0] in "ZX":
+            continue
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+        except FileNotFoundError:  # gone since
+            continue
+        if not cmdline:  # exiting: its memory, and its command line with it, already released
+            continue
+        assert b"hitless" in cmdline, (pid, cmdline)
+        os.kill(pid, signal.SIGKILL)
+
+
+def answers_200(p: Project) -> bool:
+    try:
+        return bool(p.networks() is not None)
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+def status_json(p: Project) -> tuple[int, dict]:
+    result = p.cli("status", "--json")
+    return result.returncode, json.loads(result.stdout)
+
+
+def take_down_for_good(p: Project) -> None:
+    """Stop the proxy so that nothing brings it back: SIGKILL to the supervisor and then to the
+    proxy; on Docker `docker kill`, which marks the container stopped by hand."""
+    if p.runtime == "process":
+        record = supervisor_record(p)
+        kill_9([record["pid"]])
+        kill_9(proxy_pids(proxy_status(p.folder)))
+    else:
+        [container] = proxy_containers(p.folder)
+        container.kill(signal="SIGKILL")
+    wait_until(lambda: proxy_status(p.folder) is None, 5, interval=0.01, message="the proxy went away")

@@ -19,7 +19,7 @@ def running(tree, path, slot, gen, image=None, chash=None, state="running"):
     set_path, _, name = path.rpartition("/")
     labels = Labels("p", set_path, name, slot, gen, chash or config_hash(node), image or node.service.image, 80)
     return Instance(f"id-{path}-{slot}-{gen}", instance_name("p", path, slot, gen), labels, state,
-                    dt.datetime.now(dt.timezone.utc), None if state == "running" else 1, "10.0.0.2")
+                    dt.datetime.now(dt.UTC), None if state == "running" else 1, "10.0.0.2")
 
 
 def actions(plan):
@@ -46,7 +46,8 @@ def test_a_new_tag_replaces_exactly_that_services_slots_with_reason_image():
     old = parse_spec(SPEC)
     observed = [running(old, "net/api", 0, 1), running(old, "net/api", 1, 1), running(old, "net/worker", 0, 1)]
     plan = make_plan(tree, observed)
-    assert [(c.service_path, c.slot, c.reasons) for c in plan.of("replace")] == [("net/api", 0, ("image",)), ("net/api", 1, ("image",))]
+    assert [(c.service_path, c.slot, c.reasons) for c in plan.of("replace")] == [
+        ("net/api", 0, ("image",)), ("net/api", 1, ("image",))]
     assert plan.of("keep")[0].service_path == "net/worker"
     assert plan.to_dict()["changes"][0]["desired"]["image"] == "api:2.0"
 

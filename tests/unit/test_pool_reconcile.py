@@ -6,10 +6,10 @@ from __future__ import annotations
 import signal
 
 from hitless.engine.proxyctl import handover_reasons
-from hitless.engine.reconcile import Backend, Member, PoolAction, pool_diff
+from hitless.engine.reconcile import Member, PoolAction, ProxiedBackend, pool_diff
+from hitless.proxy.launch import describe_exit, proxy_argv, split_args
 from hitless.proxyhost.base import Hosted
-from hitless.proxyhost.entry import proxy_argv, split_args
-from hitless.proxyhost.supervisor import MAX_BACKOFF, backoff, describe_exit
+from hitless.proxyhost.supervisor import MAX_BACKOFF, backoff
 
 FE = "netapi.api"
 
@@ -23,7 +23,7 @@ def kinds(diff) -> list[tuple[str, str, str]]:
 
 
 def test_in_sync_when_every_running_healthy_instance_is_in_its_pool():
-    pools = {FE: {"a1": Backend("10.0.0.1:9696", "ready"), "a2": Backend("10.0.0.2:9696", "ready")}}
+    pools = {FE: {"a1": ProxiedBackend("10.0.0.1:9696", "ready"), "a2": ProxiedBackend("10.0.0.2:9696", "ready")}}
     diff = pool_diff([FE], pools, [member("a1"), member("a2")])
     assert diff.in_sync and diff.actions == () and diff.unhealthy == ()
 
@@ -37,14 +37,14 @@ def test_a_proxy_that_came_back_empty_gets_its_frontend_then_its_instances():
 def test_instances_the_spec_does_not_name_count_as_what_runs():
     # Deployed with `upgrade --image`: the spec says 1.0, 2.0 runs; labels are the truth, so
     # the pure diff never looks at images at all: a running member is a member.
-    pools = {FE: {"old-g1": Backend("10.0.0.1:9696", "ready")}}
+    pools = {FE: {"old-g1": ProxiedBackend("10.0.0.1:9696", "ready")}}
     diff = pool_diff([FE], pools, [member("new-g2")])
     assert kinds(diff) == [("add", FE, "new-g2"), ("remove", FE, "old-g1")]
     assert diff.actions[1].why == "no running instance"
 
 
 def test_adds_come_before_removes_so_a_pool_is_never_emptier_than_it_must_be():
-    pools = {FE: {"x1": Backend("10.0.0.9:9696", "ready")}}
+    pools = {FE: {"x1": ProxiedBackend("10.0.0.9:9696", "ready")}}
     assert [a.kind for a in pool_diff([FE], pools, [member("a1")]).actions] == ["add", "remove"]
 
 
@@ -55,38 +55,38 @@ def test_an_unhealthy_instance_is_left_out_and_reported():
 
 
 def test_an_unhealthy_instance_already_in_the_pool_stays_for_the_proxy_checks_to_judge():
-    pools = {FE: {"a1": Backend("10.0.0.1:9696", "down")}}
+    pools = {FE: {"a1": ProxiedBackend("10.0.0.1:9696", "down")}}
     assert pool_diff([FE], pools, [member("a1", healthy=False)]).in_sync
 
 
 def test_a_backend_at_a_stale_address_is_readdressed():
     # After a reboot a container may come back on another bridge address.
-    pools = {FE: {"a1": Backend("10.0.0.7:9696", "ready")}}
+    pools = {FE: {"a1": ProxiedBackend("10.0.0.7:9696", "ready")}}
     diff = pool_diff([FE], pools, [member("a1", "10.0.0.1:9696")])
     assert kinds(diff) == [("readdress", FE, "a1")]
     assert diff.actions[0].address == "10.0.0.1:9696" and "10.0.0.7:9696" in diff.actions[0].why
 
 
 def test_a_stale_address_whose_instance_is_not_healthy_goes_out_of_the_pool():
-    pools = {FE: {"a1": Backend("10.0.0.7:9696", "ready")}}
+    pools = {FE: {"a1": ProxiedBackend("10.0.0.7:9696", "ready")}}
     diff = pool_diff([FE], pools, [member("a1", "10.0.0.1:9696", healthy=False)])
     assert kinds(diff) == [("remove", FE, "a1")] and [m.backend_id for m in diff.unhealthy] == ["a1"]
 
 
 def test_draining_backends_of_a_killed_run_are_left_for_resume():
-    pools = {FE: {"old": Backend("10.0.0.1:9696", "draining"), "older": Backend("10.0.0.2:9696", "gone"),
-                  "new": Backend("10.0.0.3:9696", "ready")}}
+    pools = {FE: {"old": ProxiedBackend("10.0.0.1:9696", "draining"), "older": ProxiedBackend("10.0.0.2:9696", "gone"),
+                  "new": ProxiedBackend("10.0.0.3:9696", "ready")}}
     members = [member("old", "10.0.0.1:9696"), member("older", "10.0.0.5:9696"), member("new", "10.0.0.3:9696")]
     assert pool_diff([FE], pools, members).in_sync
 
 
 def test_draining_backends_with_no_instance_left_are_removed():
-    pools = {FE: {"old": Backend("10.0.0.1:9696", "draining")}}
+    pools = {FE: {"old": ProxiedBackend("10.0.0.1:9696", "draining")}}
     assert kinds(pool_diff([FE], pools, [])) == [("remove", FE, "old")]
 
 
 def test_frontends_outside_the_spec_and_their_members_are_not_touched():
-    pools = {FE: {}, "manual": {"m1": Backend("10.0.0.1:1", "ready")}}
+    pools = {FE: {}, "manual": {"m1": ProxiedBackend("10.0.0.1:1", "ready")}}
     diff = pool_diff([FE], pools, [member("z1", fe="gone.svc")])
     assert diff.in_sync
 

@@ -52,7 +52,6 @@ def test_workload_checks_everything_at_once():
 
 
 def test_error_classes_name_what_the_user_saw():
-    import asyncio
     import errno
 
     import aiohttp
@@ -64,7 +63,7 @@ def test_error_classes_name_what_the_user_saw():
     assert classify(refused) == "refused"
     assert classify(aiohttp.ServerDisconnectedError()) == "disconnected"
     assert classify(aiohttp.ClientOSError(errno.ECONNRESET, "reset")) == "reset"
-    assert classify(asyncio.TimeoutError()) == "timeout"
+    assert classify(TimeoutError()) == "timeout"
     assert classify(aiohttp.ClientPayloadError("cut")) == "truncated"
     assert classify(ValueError("x")) == "ValueError"
 

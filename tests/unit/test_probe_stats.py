@@ -95,7 +95,7 @@ def test_record_round_trip_and_times():
     assert Record.from_dict(r.to_dict()) == r
     assert r.end == pytest.approx(T0 + 1.75)
     assert epoch(iso(T0 + 0.123)) == pytest.approx(T0 + 0.123)
-    assert epoch(dt.datetime.fromtimestamp(T0, dt.timezone.utc)) == T0
+    assert epoch(dt.datetime.fromtimestamp(T0, dt.UTC)) == T0
     assert epoch("2026-01-01T00:00:00") == epoch("2026-01-01T00:00:00+00:00")  # the journal writes UTC
     assert epoch(None) is None
 

@@ -43,8 +43,8 @@ def test_rewrite_paths_without_mounts_is_identity() -> None:
 
 def test_parse_engine_time() -> None:
     parsed = parse_engine_time("2024-05-01T12:34:56.123456789Z")
-    assert parsed == dt.datetime(2024, 5, 1, 12, 34, 56, 123456, tzinfo=dt.timezone.utc)
-    assert parse_engine_time("2024-05-01T12:34:56Z") == dt.datetime(2024, 5, 1, 12, 34, 56, tzinfo=dt.timezone.utc)
+    assert parsed == dt.datetime(2024, 5, 1, 12, 34, 56, 123456, tzinfo=dt.UTC)
+    assert parse_engine_time("2024-05-01T12:34:56Z") == dt.datetime(2024, 5, 1, 12, 34, 56, tzinfo=dt.UTC)
     assert parse_engine_time("2024-05-01T12:34:56.5+02:00").utcoffset() == dt.timedelta(hours=2)
     assert parse_engine_time("0001-01-01T00:00:00Z") is None
     assert parse_engine_time("") is None and parse_engine_time(None) is None

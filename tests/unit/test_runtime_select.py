@@ -19,7 +19,7 @@ def test_process_runtime_is_a_runtime(tmp_path: Path) -> None:
     runtime = open_runtime("process", tmp_path, IMAGES)
     assert isinstance(runtime, ProcessRuntime) and isinstance(runtime, Runtime)
     assert runtime.kind == "process" and runtime.has_image("sh:1")
-    assert runtime.list("anything") == []
+    assert runtime.instances("anything") == []
 
 
 def test_unknown_kind_is_bad_input(tmp_path: Path) -> None:

@@ -115,10 +115,13 @@ def test_every_mistake_is_reported_with_its_yaml_path():
     ("project: p\nsets: {Bad: {image: 'a:1', network: {port: 80}}}", "sets.Bad: invalid name"),
     ("project: p\nsets: {a: {image: 'a:1', network: {mode: host, port: 80}}}", "sets.a.network: host networking needs 'ports'"),
     ("project: p\nsets: {a: {image: 'a:1', network: {port: 80}, volumes: ['data']}}", "sets.a.volumes.0: invalid volume 'data'"),
-    ("project: p\nsets: {a: {image: 'a:1', network: {port: 80}, stop: {grace: 1h, ceiling: 1m}}}", "sets.a.stop: ceiling must not be shorter"),
-    ("project: p\nsets:\n  a: {image: 'a:1', network: {mode: host, ports: 10-20}}\n  b: {image: 'b:1', network: {mode: host, ports: 15-30}}",
+    ("project: p\nsets: {a: {image: 'a:1', network: {port: 80}, stop: {grace: 1h, ceiling: 1m}}}",
+     "sets.a.stop: ceiling must not be shorter"),
+    ("project: p\nsets:\n  a: {image: 'a:1', network: {mode: host, ports: 10-20}}\n"
+     "  b: {image: 'b:1', network: {mode: host, ports: 15-30}}",
      "sets.b.network.ports: overlaps the range of a"),
-    ("project: p\nsets: {a: {image: 'a:1', network: {port: 80}, update: {strategy: blue-green}}}", "sets.a.update.strategy: input should be"),
+    ("project: p\nsets: {a: {image: 'a:1', network: {port: 80}, update: {strategy: blue-green}}}",
+     "sets.a.update.strategy: input should be"),
     ("project: p\n  sets: x: y", "invalid YAML"),
     ("project: p\nsets: {a: {{b: 1}: 2}}", "invalid YAML: a key must be a plain value, not a dict"),
 ])
@@ -153,12 +156,17 @@ def test_frontends_and_update_windows():
 
 
 @pytest.mark.parametrize("text, problem", [
-    ("  a: {image: 'a:1', network: {port: 80}, frontend: {listen: 'nowhere'}}", "sets.a.frontend.listen: invalid listen address 'nowhere'"),
-    ("  a: {image: 'a:1', network: {port: 80}, frontend: {listen: ':80', hold: {max_bytes: lots}}}", "sets.a.frontend.listen: invalid listen"),
-    ("  a: {image: 'a:1', network: {port: 80}, frontend: {listen: 'h:80', hold: {max_bytes: lots}}}", "sets.a.frontend.hold.max_bytes: invalid size 'lots'"),
-    ("  a: {image: 'a:1', network: {port: 80}, frontend: {listen: 'h:80'}}\n  b: {image: 'b:1', network: {port: 80}, frontend: {listen: 'h:80'}}",
+    ("  a: {image: 'a:1', network: {port: 80}, frontend: {listen: 'nowhere'}}",
+     "sets.a.frontend.listen: invalid listen address 'nowhere'"),
+    ("  a: {image: 'a:1', network: {port: 80}, frontend: {listen: ':80', hold: {max_bytes: lots}}}",
+     "sets.a.frontend.listen: invalid listen"),
+    ("  a: {image: 'a:1', network: {port: 80}, frontend: {listen: 'h:80', hold: {max_bytes: lots}}}",
+     "sets.a.frontend.hold.max_bytes: invalid size 'lots'"),
+    ("  a: {image: 'a:1', network: {port: 80}, frontend: {listen: 'h:80'}}\n"
+     "  b: {image: 'b:1', network: {port: 80}, frontend: {listen: 'h:80'}}",
      "sets.b.frontend.listen: port 80 is the frontend of a too"),
-    ("  a: {image: 'a:1', network: {port: 80}, frontend: {listen: 'h:9105'}}\n  b: {image: 'b:1', network: {mode: host, ports: 9100-9110}}",
+    ("  a: {image: 'a:1', network: {port: 80}, frontend: {listen: 'h:9105'}}\n"
+     "  b: {image: 'b:1', network: {mode: host, ports: 9100-9110}}",
      "sets.b.network.ports: includes 9105, the frontend of a"),
 ])
 def test_frontend_mistakes(text, problem):
@@ -172,7 +180,8 @@ def test_snapshots_and_migrations():
         "project: p\n"
         "snapshots:\n"
         "  net: {sqlite: {volume: net-data, path: net.db}, keep: 3}\n"
-        "  db: {command: {backup: 'sh -c \"mariadb-dump x > $HITLESS_SNAPSHOT\"', restore: [sh, -c, 'mariadb x < $HITLESS_SNAPSHOT']}}\n"
+        "  db: {command: {backup: 'sh -c \"mariadb-dump x > $HITLESS_SNAPSHOT\"',"
+        " restore: [sh, -c, 'mariadb x < $HITLESS_SNAPSHOT']}}\n"
         "sets:\n"
         "  net:\n"
         "    api: {image: 'a:1', network: {port: 80}, migrations: {expand: [m, expand], contract: [m, contract], timeout: 10m}}\n"
@@ -188,7 +197,8 @@ def test_snapshots_and_migrations():
 @pytest.mark.parametrize("text, problem", [
     ("snapshots: {nova: {volume: {name: v}}}", "snapshots.nova: no set or service 'nova' in sets"),
     ("snapshots: {a: {}}", "snapshots.a: give exactly one of sqlite, volume, command"),
-    ("snapshots: {a: {volume: {name: v}, sqlite: {volume: v, path: x}}}", "give exactly one of sqlite, volume, command (not sqlite and volume)"),
+    ("snapshots: {a: {volume: {name: v}, sqlite: {volume: v, path: x}}}",
+     "give exactly one of sqlite, volume, command (not sqlite and volume)"),
     ("snapshots: {a: {volume: {name: v}, keep: 0}}", "snapshots.a.keep: input should be greater than or equal to 1"),
 ])
 def test_snapshot_mistakes(text, problem):

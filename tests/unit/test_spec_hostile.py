@@ -11,8 +11,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -138,7 +138,8 @@ def test_nan_and_infinite_durations_are_refused_with_their_path(field: str, writ
 
 @pytest.mark.parametrize("value, problem", [
     ("stop: {grace: '" + "9" * 400 + "s'}", "sets.a.stop.grace: invalid duration '999"),
-    ("frontend: {listen: 'h:80', hold: {max_bytes: '" + "9" * 400 + "GiB'}}", "sets.a.frontend.hold.max_bytes: invalid size '999"),
+    ("frontend: {listen: 'h:80', hold: {max_bytes: '" + "9" * 400 + "GiB'}}",
+     "sets.a.frontend.hold.max_bytes: invalid size '999"),
     ("replicas: " + "9" * 5000, "invalid YAML: unreadable int '999999999999999999999999…' (exceeds the limit"),
     ("replicas: 2001-13-45", "invalid YAML: unreadable timestamp '2001-13-45' (month must be in 1..12)"),
 ], ids=["infinite-duration", "infinite-size", "5000-digit-int", "impossible-date"])

@@ -79,7 +79,7 @@ def instance(slot: int, host: str | None, tree) -> Instance:
     node = service(tree, "api/server")
     launch = launch_spec("p", node, slot, 1, 9000, tree.base_dir)
     labels: Labels = launch.labels
-    return Instance(f"{host}/id{slot}", launch.name, labels, "running", dt.datetime.now(dt.timezone.utc), None,
+    return Instance(f"{host}/id{slot}", launch.name, labels, "running", dt.datetime.now(dt.UTC), None,
                     "10.0.0.2", host)
 
 

@@ -8,8 +8,8 @@ import sqlite3
 import stat
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -109,7 +109,8 @@ def test_damage_found_later_is_one_line_too(tmp_path: Path):
     journal = Journal(filled(tmp_path / "state.db"))
     journal._conn = _DamagedConnection(journal._conn)  # type: ignore[assignment]
     for use in (lambda: journal.deployments("p"), lambda: journal.begin_deployment("p", "up")):
-        with pytest.raises(StateDamaged, match=r"state.db: the state database is damaged \(database disk image is malformed\): restore"):
+        damaged = r"state.db: the state database is damaged \(database disk image is malformed\): restore"
+        with pytest.raises(StateDamaged, match=damaged):
             use()
     journal.close()
 

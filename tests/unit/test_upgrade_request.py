@@ -3,7 +3,7 @@
 import pytest
 
 from hitless.engine.steps import Event
-from hitless.engine.upgrade import Request, selected_services, with_images
+from hitless.engine.upgrade import UpgradeRequest, selected_services, with_images
 from hitless.errors import BadInput
 from hitless.spec import parse_spec
 
@@ -46,17 +46,17 @@ def test_until_stops_after_a_stage_in_upgrade_order():
 
 
 def test_a_request_survives_the_journal_and_rebuilds_the_same_tree(tmp_path):
-    request = Request(kind="upgrade", spec_text=SPEC, source="hitless.yaml", base_dir=str(tmp_path),
+    request = UpgradeRequest(kind="upgrade", spec_text=SPEC, source="hitless.yaml", base_dir=str(tmp_path),
                       paths=("nova",), images={"nova/api": "nova-api:2.0"}, until="nova/api")
-    again = Request.from_json(request.to_json())
+    again = UpgradeRequest.from_json(request.to_json())
     assert again == request
     assert [s.service.image for s in again.tree().select(["nova/api"])] == ["nova-api:2.0"]
 
 
 def test_a_rollback_request_carries_the_services_it_returns_to(tmp_path):
     old = parse_spec(SPEC.replace("replicas: 2", "replicas: 3")).select(["nova/api"])[0].service
-    request = Request(kind="rollback", spec_text=SPEC.replace("nova-api:1.0", "nova-api:2.0"), source="s", base_dir=str(tmp_path),
-                      paths=("nova/api",), services={"nova/api": old.model_dump_json()})
+    request = UpgradeRequest(kind="rollback", spec_text=SPEC.replace("nova-api:1.0", "nova-api:2.0"), source="s",
+                             base_dir=str(tmp_path), paths=("nova/api",), services={"nova/api": old.model_dump_json()})
     [api] = request.tree().select(["nova/api"])
     assert api.service.image == "nova-api:1.0" and api.service.replicas == 3
 

@@ -1,20 +1,23 @@
 """Entry point: parse arguments, dispatch to a command module, map errors to exit statuses.
 
 Each command module exposes `register(subparsers)`, which adds its parser and sets
-`func=run`, where `run(args) -> int` returns an ExitStatus.
+`func=run`, where `run(args) -> int` returns an ExitStatus. Commands from other packages (the
+demos) come through the `hitless.commands` entry point group: each entry is such a `register`.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import sys
 
 from hitless import __version__
 from hitless.errors import ExitStatus, HitlessError
 
 # Modules under hitless.cli, in the order their commands appear in --help.
-COMMAND_MODULES = ("validate", "plan", "up", "upgrade", "snapshots", "status", "down", "probe", "demo", "proxy")
+COMMAND_MODULES = ("validate", "plan", "up", "upgrade", "snapshots", "status", "down", "probe", "proxy")
+ENTRY_POINT_GROUP = "hitless.commands"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMAND_MODULES:
         module = importlib.import_module(f"hitless.cli.{name}")
         module.register(sub)
+    for entry in sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        entry.load()(sub)
     return parser
 
 

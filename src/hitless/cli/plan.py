@@ -63,7 +63,7 @@ def render_proxy(proxy: dict) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     with open_context(args) as ctx:
-        plan = make_plan(ctx.tree, ctx.runtime.list(ctx.tree.project), args.sets)
+        plan = make_plan(ctx.tree, ctx.runtime.instances(ctx.tree.project), args.sets)
         proxy = proxy_drift(ctx)
     if args.json:
         print_json({**plan.to_dict(), "proxy": proxy})

@@ -13,7 +13,7 @@ from typing import Any
 from hitless.cli.common import console, print_json
 from hitless.errors import BadInput, ExitStatus
 from hitless.probe import stats
-from hitless.probe.load import SCENARIOS, Workload
+from hitless.probe.load import SCENARIOS, VERSION_HEADER, Workload
 from hitless.probe.report import build_report, write_report
 from hitless.probe.session import ProbeResult, ProbeSession
 
@@ -40,6 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                              "else as soon as the last one ended)")
     parser.add_argument("--long-seconds", type=float, default=15.0, metavar="S",
                         help="how long each request of the long scenario takes (default 15)")
+    parser.add_argument("--version-header", default=VERSION_HEADER, metavar="NAME",
+                        help=f"the response header that names the version that answered (default {VERSION_HEADER})")
     parser.add_argument("--report", metavar="DIR", help="also write report.json, report.html and report.png into DIR")
     parser.add_argument("--json", action="store_true", help="print the report document as JSON instead of text")
     parser.set_defaults(func=run)
@@ -50,7 +52,8 @@ def workload_from(args: argparse.Namespace) -> Workload:
     modes = tuple(m for m, on in (("new", args.new_connections), ("keep", args.keep_alive)) if on) or ("new", "keep")
     if not args.duration > 0:
         raise BadInput(f"--duration {args.duration}: expected a positive number of seconds")
-    return Workload(args.url, args.scenario, args.concurrency, modes, args.rate, args.interval, args.long_seconds)
+    return Workload(args.url, args.scenario, args.concurrency, modes, args.rate, args.interval, args.long_seconds,
+                    version_header=args.version_header)
 
 
 def _describe(w: Workload, duration: float) -> str:
@@ -105,7 +108,8 @@ def render(result: ProbeResult, report: dict[str, Any]) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     workload = workload_from(args)
-    session = ProbeSession(workloads=[workload], grace=max(5.0, workload.long_seconds + 5 if workload.scenario == "long" else 5.0))
+    grace = max(5.0, workload.long_seconds + 5 if workload.scenario == "long" else 5.0)
+    session = ProbeSession(workloads=[workload], grace=grace)
     if not args.json:
         console.print(_describe(workload, args.duration), markup=False, soft_wrap=True)
     session.start()

@@ -8,7 +8,7 @@ import dataclasses
 from rich.table import Table
 
 from hitless.cli.common import add_json_option, add_spec_options, console, open_context, print_json, state_dir
-from hitless.db.snapshot import Snapshots
+from hitless.engine.snapshots import Snapshots
 from hitless.errors import ExitStatus
 
 

@@ -12,9 +12,9 @@ from rich.text import Text
 from rich.tree import Tree
 
 from hitless.cli.common import add_json_option, add_spec_options, console, open_context, print_json
-from hitless.units import format_duration
 from hitless.engine.status import ProxyStatus, ServiceStatus, observe, observe_proxy
 from hitless.errors import ExitStatus
+from hitless.units import format_duration
 
 _HEALTH_STYLE = {"healthy": "green", "unhealthy": "bold red"}
 
@@ -68,7 +68,8 @@ def render_proxy(proxy: ProxyStatus) -> Group:
     if not proxy.running:
         listens = ", ".join(proxy.listens)
         return Group(Text.from_markup(
-            f"[bold red]PROXY DOWN: {proxy.error}: {listens} refuse connections. `hitless up` starts it.[/]  [dim]{_host_line(proxy.host)}[/]"))
+            f"[bold red]PROXY DOWN: {proxy.error}: {listens} refuse connections. `hitless up` starts it.[/]  "
+            f"[dim]{_host_line(proxy.host)}[/]"))
     uptime = format_duration(proxy.uptime_seconds) if proxy.uptime_seconds is not None else "—"
     version = proxy.version if proxy.version == proxy.installed_version else \
         f"[bold yellow]{proxy.version} (installed: {proxy.installed_version})[/]"

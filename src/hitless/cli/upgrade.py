@@ -12,17 +12,17 @@ import dataclasses
 import os
 import signal
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from hitless.cli.common import add_json_option, add_spec_options, console, open_context, state_dir
-from hitless.db.snapshot import covered
 from hitless.cli.plan import render
 from hitless.cli.progress import make_progress
+from hitless.engine.snapshots import covered
 from hitless.engine.steps import Event
-from hitless.engine.upgrade import Engine, Request, plan_for, rollback_request, selected_services
-from hitless.probe import SCENARIOS, ProbeSession, target_url, write_report
+from hitless.engine.upgrade import Engine, UpgradeRequest, plan_for, rollback_request, selected_services
 from hitless.errors import BadInput, ExitStatus
+from hitless.probe import SCENARIOS, ProbeSession, target_url, write_report
 from hitless.spec.load import DEFAULT_SPEC
 
 
@@ -99,15 +99,15 @@ def _parse_images(pairs: list[str]) -> dict[str, str]:
     return images
 
 
-def _base_request(args: argparse.Namespace, kind: str) -> Request:
+def _base_request(args: argparse.Namespace, kind: str) -> UpgradeRequest:
     spec = Path(args.spec_file or DEFAULT_SPEC)
-    return Request(kind=kind, spec_text=spec.read_text(encoding="utf-8"), source=str(spec),
+    return UpgradeRequest(kind=kind, spec_text=spec.read_text(encoding="utf-8"), source=str(spec),
                    base_dir=str(spec.resolve().parent), paths=tuple(getattr(args, "sets", ())),
                    images=_parse_images(getattr(args, "image", [])), until=getattr(args, "until", None),
                    hosts=tuple(h for h in getattr(args, "hosts", "").split(",") if h))
 
 
-def with_snapshot(tree, journal, request: Request, snapshot_id: int | None = None) -> Request:
+def with_snapshot(tree, journal, request: UpgradeRequest, snapshot_id: int | None = None) -> UpgradeRequest:
     """The request, restoring the newest snapshot (or `snapshot_id`) of the set covering its services."""
     wanted = set(request.paths)
     for key in tree.spec.snapshots:
@@ -165,7 +165,7 @@ def _execute(args: argparse.Namespace, kind: str) -> int:
         progress.close()
 
 
-def _run_probed(ctx, engine: Engine, request: Request, scenario: str, progress) -> int:
+def _run_probed(ctx, engine: Engine, request: UpgradeRequest, scenario: str, progress) -> int:
     """Run the upgrade under the probe's load, and write the report whatever the outcome."""
     fronted = [n for n in selected_services(request.tree(), request.paths, request.until) if n.service.frontend]
     if not fronted:
@@ -178,15 +178,15 @@ def _run_probed(ctx, engine: Engine, request: Request, scenario: str, progress) 
             return engine.run(request)
         finally:
             ended = probe.now()
-            probe.stop()
+            result = probe.stop()
             deployment = ctx.journal.deployments(ctx.tree.project, 1)[0].id
-            paths = write_report(state_dir(ctx.tree) / "reports" / str(deployment), probe.result,
+            paths = write_report(state_dir(ctx.tree) / "reports" / str(deployment), result,
                                  ctx.journal.steps(deployment),
                                  {"title": f"{ctx.tree.project}: upgrade (deployment {deployment})",
                                   "runtime": ctx.runtime.kind, "scenario": scenario,
                                   "upgrade_started_at": began, "upgrade_finished_at": ended})
-            failed = sum(1 for r in probe.result.records if not r.ok)
-            progress(Event("phase", f"probe: {len(probe.result.records)} requests, {failed} failed; "
+            failed = sum(1 for r in result.records if not r.ok)
+            progress(Event("phase", f"probe: {len(result.records)} requests, {failed} failed; "
                                     f"report {paths.html}", fields={"report": str(paths.json)}))
 
 

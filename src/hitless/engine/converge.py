@@ -8,6 +8,7 @@ changed: that is an upgrade, with its own zero-downtime path, and `up` says so i
 from __future__ import annotations
 
 import dataclasses
+import functools
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -42,40 +43,40 @@ def up(tree: DesiredTree, runtime: Runtime, journal: Journal, paths: tuple[str, 
     before anything starts when an image is missing, GateFailed when a new instance does not
     become healthy (it is removed; its log tail is in the error), and MigrationFailed when a
     service's bootstrap (run before its first instance) fails."""
-    observed = runtime.list(tree.project)
+    observed = runtime.instances(tree.project)
     plan = make_plan(tree, observed, paths)
     nodes = {n.path: n for n in tree.services()}
     to_start = [c for c in plan.changes if c.action == "create" or (c.action == "replace" and REASON_NOT_RUNNING in c.reasons)]
     missing = sorted({c.image for c in to_start if c.image and not runtime.has_image(c.image)})
     if missing:
-        raise BadInput(f"image(s) not present on this {runtime.kind} runtime: {', '.join(missing)} (build them first; no registry is used)")
+        raise BadInput(f"image(s) not present on this {runtime.kind} runtime: {', '.join(missing)} "
+                       "(build them first; no registry is used)")
 
     deployment = journal.begin_deployment(tree.project, " ".join(("up", *paths)))
     steps = StepRunner(journal, deployment, emit, threading.Event())
     selected = tree.select(paths)
-    proxy = None
-    if fronted(tree):
-        proxy = ProxyControl(tree, runtime, emit)
-        steps.run("proxy", proxy.where, lambda: proxy.reconcile(tree, runtime),  # type: ignore[union-attr]
+    proxy = ProxyControl(tree, runtime, emit) if fronted(tree) else None
+    if proxy is not None:
+        steps.run("proxy", proxy.where, functools.partial(proxy.reconcile, tree, runtime),
                   "the proxy runs, supervised, and its pools hold what runs")
     rollout = Rollout(tree.project, tree.base_dir, runtime, journal, steps, proxy, replace=False)
     try:
         for node in selected:
             if needs_bootstrap(node, observed):
-                steps.run("bootstrap", node.path, lambda node=node: run_phase(tree, runtime, node, "bootstrap"),
+                steps.run("bootstrap", node.path, functools.partial(run_phase, tree, runtime, node, "bootstrap"),
                           f"bootstrap of {node.path} ({node.service.image}): its first instance", node.path)
             rollout.service(node)
         strays = [c for c in plan.of("remove") if c.service_path not in nodes and c.current]
         by_id = {i.id: i for i in observed}
-        stop_and_remove(runtime, [(by_id[c.current.instance_id], Stop()) for c in strays  # type: ignore[union-attr]
-                                  if c.current.instance_id in by_id], emit)
+        stop_and_remove(runtime, [(by_id[c.current.instance_id], Stop()) for c in strays
+                                  if c.current is not None and c.current.instance_id in by_id], emit)
     except (GateFailed, MigrationFailed) as exc:
         journal.finish_deployment(deployment, "failed", str(exc))
         raise
     finally:
         rollout.close()
     wanted = {n.path: (n, (n.service.image, config_hash(n))) for n in selected}
-    good = [slot_record(wanted[i.labels.service_path][0], i) for i in runtime.list(tree.project)
+    good = [slot_record(wanted[i.labels.service_path][0], i) for i in runtime.instances(tree.project)
             if i.running and i.labels.service_path in wanted
             and (i.labels.image, i.labels.config_hash) == wanted[i.labels.service_path][1]]
     journal.finish_deployment(deployment, "succeeded", good=good)
@@ -99,7 +100,7 @@ def stop_and_remove(runtime: Runtime, victims: list[tuple[Instance, Stop]], emit
 def down(tree: DesiredTree, runtime: Runtime, paths: tuple[str, ...], emit: Emit) -> int:
     """Gracefully stop and remove every instance of the selected subtrees; with no selection,
     the whole project and its proxy. Named volumes are kept: they hold data. Returns the count."""
-    observed = runtime.list(tree.project)
+    observed = runtime.instances(tree.project)
     if paths:
         wanted = {n.path for n in tree.select(paths)}
         observed = [i for i in observed if i.labels.service_path in wanted]

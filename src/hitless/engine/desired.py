@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import socket
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from hitless.errors import OperationFailed
 from hitless.runtime.base import ContainerOptions, Instance, Labels, LaunchSpec, Mount
@@ -68,12 +68,18 @@ def allocate_port(node: ServiceNode, runtime_kind: str, observed: Iterable[Insta
     """
     net = node.service.network
     if net.mode == "bridge":
-        return int(net.port) if runtime_kind == "docker" else _ephemeral_port()
+        if runtime_kind != "docker":
+            return _ephemeral_port()
+        if net.port is None:  # the spec's validation makes bridge networking name a port
+            raise OperationFailed(f"{node.path}: bridge networking without a port")
+        return net.port
+    if net.ports is None:  # and host networking a range
+        raise OperationFailed(f"{node.path}: host networking without a port range")
     used = ports_in_use(i for i in observed if i.host_name == host)
-    for port in net.ports:  # type: ignore[union-attr]
+    for port in net.ports:
         if port not in used and (host is not None or _port_is_free(port)):
             return port
-    raise OperationFailed(f"{node.path}: no free port left in {net.ports.first}-{net.ports.last}")  # type: ignore[union-attr]
+    raise OperationFailed(f"{node.path}: no free port left in {net.ports.first}-{net.ports.last}")
 
 
 def service_mounts(node: ServiceNode, base_dir: Path) -> tuple[Mount, ...]:

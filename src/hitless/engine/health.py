@@ -6,7 +6,7 @@ import dataclasses
 import http.client
 import socket
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from hitless.runtime.base import Instance, Runtime
 from hitless.spec.model import Health

@@ -72,7 +72,7 @@ def _wait(runtime: Runtime, instance_id: str, timeout: float, on_output: Callabl
 
 def remove_stale_jobs(runtime: Runtime, project: str) -> int:
     """Remove jobs a killed run left behind; how many."""
-    stale = runtime.list(jobs_project(project))
+    stale = runtime.instances(jobs_project(project))
     for job in stale:
         runtime.remove(job.id)
     return len(stale)

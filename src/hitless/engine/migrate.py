@@ -66,5 +66,5 @@ def needs_bootstrap(node: ServiceNode, observed: Iterable[Instance]) -> bool:
 
 def older_generations(runtime: Runtime, project: str, node: ServiceNode) -> list[str]:
     """Names of the service's instances that do not run its image: contract must wait for them."""
-    return [i.name for i in runtime.list(project)
+    return [i.name for i in runtime.instances(project)
             if i.labels.service_path == node.path and i.labels.image != node.service.image]

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 from collections import defaultdict
-from typing import Iterable, Literal
+from collections.abc import Iterable
+from typing import Literal
 
 from hitless.engine.desired import config_hash
 from hitless.runtime.base import Instance

@@ -12,10 +12,10 @@ from typing import Any
 
 from hitless import __version__
 from hitless.engine.health import check_once
-from hitless.engine.reconcile import Backend, Member, PoolAction, PoolDiff, pool_diff, pools_of
+from hitless.engine.reconcile import Member, PoolAction, PoolDiff, ProxiedBackend, pool_diff, pools_of
 from hitless.engine.steps import Emit, Event
 from hitless.errors import HitlessError, OperationFailed
-from hitless.proxy.client import AdminClient, ProxyError, ProxyUnavailable, WaitTimeout
+from hitless.proxy.admin.client import AdminClient, ProxyError, ProxyUnavailable, WaitTimeout
 from hitless.proxy.config import FrontendConfig, HealthCheck, HoldLimits, Timeouts
 from hitless.proxyhost.base import Hosted
 from hitless.proxyhost.select import host_for, proxy_on_host
@@ -77,7 +77,7 @@ def observe_members(tree: DesiredTree, runtime: Runtime) -> list[Member]:
     """Every running instance of a service with a frontend, by its labels (whatever its image),
     health-checked now with its service's check."""
     nodes = {n.path: n for n in fronted(tree)}
-    running = [i for i in runtime.list(tree.project) if i.running and i.address and i.labels.service_path in nodes]
+    running = [i for i in runtime.instances(tree.project) if i.running and i.address and i.labels.service_path in nodes]
 
     def member(inst: Instance) -> Member:
         ok = check_once(runtime, inst, nodes[inst.labels.service_path].service.health).ok
@@ -188,7 +188,7 @@ class ProxyControl:
 
     # -- reconciliation ---------------------------------------------------------------------
 
-    def pools(self) -> dict[str, dict[str, Backend]]:
+    def pools(self) -> dict[str, dict[str, ProxiedBackend]]:
         """Every frontend the proxy has, with its backends by id."""
         return pools_of(self.client.frontends())
 

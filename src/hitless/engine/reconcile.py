@@ -28,7 +28,7 @@ class Member:
 
 
 @dataclasses.dataclass(frozen=True)
-class Backend:
+class ProxiedBackend:
     """A backend as the proxy has it."""
 
     address: str
@@ -76,14 +76,14 @@ class PoolDiff:
                 "unhealthy": [dataclasses.asdict(m) for m in self.unhealthy]}
 
 
-def pools_of(frontends: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Backend]]:
+def pools_of(frontends: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, ProxiedBackend]]:
     """The pools in the proxy's frontend list (its admin API's form): backends by id, by frontend."""
-    return {str(f["name"]): {str(b["id"]): Backend(str(b.get("address") or ""), str(b.get("state") or ""))
+    return {str(f["name"]): {str(b["id"]): ProxiedBackend(str(b.get("address") or ""), str(b.get("state") or ""))
                              for b in f.get("backends", [])}
             for f in frontends}
 
 
-def pool_diff(frontends: Iterable[str], pools: Mapping[str, Mapping[str, Backend]],
+def pool_diff(frontends: Iterable[str], pools: Mapping[str, Mapping[str, ProxiedBackend]],
               members: Iterable[Member]) -> PoolDiff:
     """The actions that bring the pools of `frontends` (the spec's, in its order) to `members`.
 

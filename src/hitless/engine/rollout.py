@@ -8,10 +8,11 @@ and stopped.
 
 from __future__ import annotations
 
+import functools
 import time
+from collections.abc import Callable, Collection
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Collection
 
 from hitless.engine.desired import allocate_port, launch_spec, slot_record
 from hitless.engine.health import CheckResult, check_once, wait_healthy
@@ -67,7 +68,7 @@ class Rollout:
 
     def service(self, node: ServiceNode, hosts: Collection[str] | None = None) -> None:
         """Bring one service's slots to its spec (only the slots placed on `hosts`, when given)."""
-        mine = [i for i in self.runtime.list(self.project) if i.labels.service_path == node.path]
+        mine = [i for i in self.runtime.instances(self.project) if i.labels.service_path == node.path]
         by_id = {i.id: i for i in mine}
         changes = plan_service(node, mine)
         if hosts is not None:
@@ -75,7 +76,7 @@ class Rollout:
         fe = self._frontend(node)
         try:
             superseded = {c.slot for c in changes if REASON_SUPERSEDED in c.reasons}
-            pool = self.proxy.backends(fe) if fe else {}
+            pool = self._proxy.backends(fe) if fe else {}
             for c in changes:
                 inst = by_id[c.current.instance_id] if c.current else None
                 if c.action == "keep" and inst is not None:
@@ -89,7 +90,8 @@ class Rollout:
                     self._retire_later(fe, node, inst)
             dead = [c for c in changes if c.action == "replace" and REASON_NOT_RUNNING in c.reasons]
             for c in dead:
-                self._retire_now(fe, node, by_id[c.current.instance_id])  # type: ignore[union-attr]
+                if c.current is not None:  # a replacement always has a current instance
+                    self._retire_now(fe, node, by_id[c.current.instance_id])
             fresh = [c.slot for c in changes if c.action == "create"] + [c.slot for c in dead]
             if fresh:
                 self._batch_start(fe, node, fresh)
@@ -101,33 +103,41 @@ class Rollout:
                 self._replace(fe, node, olds)
             self.finish_retiring()
         finally:
-            if fe and self.proxy.is_paused(fe):  # type: ignore[union-attr]
-                self.steps.run("resume", fe, lambda: self.proxy.resume(fe), service=node.path)  # type: ignore[union-attr]
+            if fe and self._proxy.is_paused(fe):
+                self.steps.run("resume", fe, lambda: self._proxy.resume(fe), service=node.path)
 
-    def window(self, nodes: list[ServiceNode], middle: Callable[[], None], what: str) -> None:
+    def window(self, nodes: list[ServiceNode], middle: Callable[[], object], what: str) -> None:
         """A held window: the nodes' frontends hold requests while every instance of the nodes
         drains and stops, `middle` runs (an offline migration, a restore), and the nodes start
         again and pass their gates; then the held requests are released, in order."""
         frontends = {n.path: self._frontend(n) for n in nodes}
         held = [fe for fe in frontends.values() if fe]
         for fe in held:
-            self.steps.run("pause", fe, lambda fe=fe: self.proxy.pause(fe), f"pause {fe}: requests are held")  # type: ignore[union-attr]
+            self.steps.run("pause", fe, functools.partial(self._proxy.pause, fe), f"pause {fe}: requests are held")
         try:
-            observed = self.runtime.list(self.project)
+            observed = self.runtime.instances(self.project)
             for node in nodes:
                 olds = [i for i in observed if i.labels.service_path == node.path]
-                self._each(lambda old, node=node: self._retire_now(frontends[node.path], node, old), olds)
+                self._each(functools.partial(self._retire_now, frontends[node.path], node), olds)
             self.steps.run(what, ",".join(n.path for n in nodes), middle)
             for node in nodes:
                 self._batch_start(frontends[node.path], node, list(range(node.slots)))
         finally:
             for fe in held:
-                self.steps.run("resume", fe, lambda fe=fe: self.proxy.resume(fe), f"resume {fe}: held requests released")  # type: ignore[union-attr]
+                self.steps.run("resume", fe, functools.partial(self._proxy.resume, fe), f"resume {fe}: held requests released")
+
+    @property
+    def _proxy(self) -> ProxyControl:
+        """The proxy, where a frontend is concerned: a service has a frontend only when there is one."""
+        if self.proxy is None:
+            raise OperationFailed("a frontend without a proxy (a bug in hitless)")
+        return self.proxy
 
     def _frontend(self, node: ServiceNode) -> str | None:
         if self.proxy is None or node.service.frontend is None:
             return None
-        return self.steps.run("frontend", node.path, lambda: self.proxy.ensure_frontend(node), service=node.path)  # type: ignore[union-attr]
+        return self.steps.run("frontend", node.path, functools.partial(self._proxy.ensure_frontend, node),
+                              service=node.path)
 
     def _replace(self, fe: str | None, node: ServiceNode, olds: list[Instance]) -> None:
         strategy = node.service.update.strategy
@@ -148,12 +158,12 @@ class Rollout:
                 self._batch_start(fe, node, [o.labels.slot for o in batch])
         else:  # recreate: hold requests at the proxy while the singleton is replaced
             if fe:
-                self.steps.run("pause", fe, lambda: self.proxy.pause(fe), f"pause {fe}: requests are held", node.path)  # type: ignore[union-attr]
+                self.steps.run("pause", fe, lambda: self._proxy.pause(fe), f"pause {fe}: requests are held", node.path)
             for old in olds:
                 self._retire_now(fe, node, old)
                 self._batch_start(fe, node, [old.labels.slot])
             if fe:
-                self.steps.run("resume", fe, lambda: self.proxy.resume(fe), f"resume {fe}: held requests released", node.path)  # type: ignore[union-attr]
+                self.steps.run("resume", fe, lambda: self._proxy.resume(fe), f"resume {fe}: held requests released", node.path)
 
     # -- steps ---------------------------------------------------------------------------
 
@@ -178,7 +188,7 @@ class Rollout:
 
     def _start(self, node: ServiceNode, slot: int) -> Instance:
         def start() -> Instance:
-            observed = self.runtime.list(self.project)
+            observed = self.runtime.instances(self.project)
             seen = [i.labels.generation for i in observed if i.labels.service_path == node.path and i.labels.slot == slot]
             generation = self.journal.allocate_generation(self.project, node.path, slot, observed_max=max(seen, default=0))
             port = allocate_port(node, self.runtime.kind, observed, host)
@@ -227,7 +237,7 @@ class Rollout:
         current = self.runtime.get(inst.id) or inst
         health = node.service.health
         timeout = health.start_period + health.interval * (health.rise + health.fall) + 10
-        self.steps.run("proxy-add", current.name, lambda: self.proxy.add_and_wait_ready(fe, current, timeout),  # type: ignore[union-attr]
+        self.steps.run("proxy-add", current.name, lambda: self._proxy.add_and_wait_ready(fe, current, timeout),
                        f"add {current.name} to {fe} and wait until ready", node.path)
 
     def _retire_later(self, fe: str | None, node: ServiceNode, old: Instance) -> None:
@@ -246,7 +256,7 @@ class Rollout:
     def _retire_now(self, fe: str | None, node: ServiceNode, old: Instance) -> None:
         stop = node.service.stop
         if fe:
-            drained = self.steps.run("drain", old.name, lambda: self.proxy.drain_and_forget(fe, old.name, stop.kill_after),  # type: ignore[union-attr]
+            drained = self.steps.run("drain", old.name, lambda: self._proxy.drain_and_forget(fe, old.name, stop.kill_after),
                                      f"drain {old.name}: no new requests, in-flight ones finish", node.path)
             if not drained:
                 self.steps.warning(f"{old.name}: requests still in flight after {stop.kill_after:.0f}s of draining")

@@ -12,7 +12,7 @@ from typing import Any
 from hitless import __version__
 from hitless.engine.desired import config_hash
 from hitless.engine.health import CheckResult, check_once
-from hitless.engine.proxyctl import ProxyControl, frontend_name, fronted
+from hitless.engine.proxyctl import ProxyControl, fronted, frontend_name
 from hitless.engine.reconcile import Member, PoolDiff, pool_diff, pools_of
 from hitless.errors import HitlessError
 from hitless.runtime.base import Instance, Runtime
@@ -65,11 +65,11 @@ def _instance_status(runtime: Runtime, inst: Instance, health: Health, wanted: t
 
 def observe(tree: DesiredTree, runtime: Runtime) -> list[ServiceStatus]:
     """Every service of the spec (in upgrade order), then any the spec no longer names."""
-    instances = runtime.list(tree.project)
+    instances = runtime.instances(tree.project)
     nodes = tree.services()
     known = {n.path: n for n in nodes}
     wanted = {n.path: (n.service.image, config_hash(n)) for n in nodes}
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     with ThreadPoolExecutor(max_workers=max(1, min(16, len(instances)))) as pool:
         statuses = list(pool.map(
             lambda i: _instance_status(

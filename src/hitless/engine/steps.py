@@ -6,7 +6,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import threading
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from hitless.errors import ExitStatus, HitlessError
 from hitless.state.journal import Journal
@@ -31,7 +32,7 @@ class Event:
     target: str | None = None  # service path or instance name
     seq: int | None = None
     fields: dict[str, Any] = dataclasses.field(default_factory=dict)
-    at: str = dataclasses.field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"))
+    at: str = dataclasses.field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"))
 
     def to_dict(self) -> dict[str, Any]:
         """The event as one JSON object."""

@@ -4,26 +4,29 @@ and resumable after the process running it was killed at any moment."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import threading
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from hitless.engine.desired import config_hash, slot_record
 from hitless.engine.health import check_once
-from hitless.db.snapshot import Snapshots, covered
 from hitless.engine.jobs import remove_stale_jobs
 from hitless.engine.migrate import MigrationFailed, needs_bootstrap, older_generations, run_phase
 from hitless.engine.plan import REASON_IMAGE, make_plan, plan_service
 from hitless.engine.proxyctl import ProxyControl, fronted
 from hitless.engine.rollout import GateFailed, Rollout
+from hitless.engine.snapshots import Snapshots, covered
 from hitless.engine.steps import Emit, Event, Interrupted, StepRunner
 from hitless.errors import BadInput, OperationFailed
 from hitless.runtime.base import Runtime
 from hitless.spec import parse_spec
 from hitless.spec.model import Service
-from hitless.spec.tree import DesiredTree, ServiceNode, SetNode
+from hitless.spec.tree import DesiredTree, Node, ServiceNode, SetNode
 from hitless.state.journal import Journal, SlotRecord
 
 
@@ -39,7 +42,7 @@ class UpgradeFailed(OperationFailed):
 
 
 @dataclasses.dataclass(frozen=True)
-class Request:
+class UpgradeRequest:
     """What was asked, kept in the journal so a resumed run carries on exactly as asked."""
 
     kind: str  # "upgrade" or "rollback"
@@ -59,7 +62,7 @@ class Request:
         return {**dataclasses.asdict(self), "paths": list(self.paths), "hosts": list(self.hosts)}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "Request":
+    def from_json(cls, data: dict[str, Any]) -> UpgradeRequest:
         """Read back what `to_json` stored."""
         return cls(**{**data, "paths": tuple(data.get("paths", ())), "hosts": tuple(data.get("hosts", ()))})
 
@@ -91,15 +94,15 @@ def with_images(tree: DesiredTree, images: dict[str, str]) -> DesiredTree:
         resolved[paths[0]] = image
 
     def rebuild(node: SetNode) -> SetNode:
-        children = []
+        children: list[Node] = []
         for child in node.children:
             if isinstance(child, SetNode):
                 children.append(rebuild(child))
             elif child.path in resolved:
                 try:
                     service = Service.model_validate({**child.service.model_dump(), "image": resolved[child.path]})
-                except ValueError as exc:
-                    raise BadInput(f"--image {child.path}={resolved[child.path]}: {exc.errors()[0]['msg']}") from None  # type: ignore[attr-defined]
+                except ValidationError as exc:
+                    raise BadInput(f"--image {child.path}={resolved[child.path]}: {exc.errors()[0]['msg']}") from None
                 children.append(dataclasses.replace(child, service=service))
             else:
                 children.append(child)
@@ -153,8 +156,9 @@ class Engine:
         if not run.request:
             self.journal.finish_deployment(run.id, "failed", "interrupted; `up` converges it again")
             return False
-        request = Request.from_json(run.request)
-        self.emit(Event("phase", f"resuming deployment {run.id} ({run.command}, {run.phase}) left unfinished at {run.started_at}"))
+        request = UpgradeRequest.from_json(run.request)
+        self.emit(Event("phase", f"resuming deployment {run.id} ({run.command}, {run.phase}) "
+                                 f"left unfinished at {run.started_at}"))
         self.journal.set_deployment(run.id, status="running")
         if run.phase == "rollback" and request.kind == "upgrade":
             self._rollback_after_failure(run.id, request, ["resumed: the run was rolling back when it stopped"])
@@ -162,7 +166,7 @@ class Engine:
             self._run(run.id, request)
         return True
 
-    def run(self, request: Request) -> int:
+    def run(self, request: UpgradeRequest) -> int:
         """Start and carry out a new upgrade or rollback; returns the deployment id."""
         tree = request.tree()
         for node in self._targets(request, tree):
@@ -185,7 +189,7 @@ class Engine:
         for key in tree.spec.snapshots:
             if any(n.path in changing for n in covered(tree, key)):
                 try:
-                    snap = steps.run("snapshot", key, lambda key=key: snapshots.take(key, deployment),
+                    snap = steps.run("snapshot", key, functools.partial(snapshots.take, key, deployment),
                                      f"snapshot {key} before any change")
                 except BaseException as exc:
                     self.journal.finish_deployment(deployment, "failed", f"snapshot of {key} failed: {exc}")
@@ -196,10 +200,10 @@ class Engine:
     # -- the run ------------------------------------------------------------------------
 
     @staticmethod
-    def _targets(request: Request, tree: DesiredTree) -> list[ServiceNode]:
+    def _targets(request: UpgradeRequest, tree: DesiredTree) -> list[ServiceNode]:
         return selected_services(tree, request.paths, request.until)
 
-    def _run(self, deployment: int, request: Request) -> None:
+    def _run(self, deployment: int, request: UpgradeRequest) -> None:
         tree = request.tree()
         targets = self._targets(request, tree)
         steps = StepRunner(self.journal, deployment, self.emit, self.stop_requested)
@@ -214,7 +218,8 @@ class Engine:
             else:
                 order = list(reversed(targets)) if request.kind == "rollback" else targets
                 for node in order:
-                    self.emit(Event("phase", f"{node.path}: {node.service.update.strategy} to {node.service.image}", target=node.path))
+                    self.emit(Event("phase", f"{node.path}: {node.service.update.strategy} to {node.service.image}",
+                                    target=node.path))
                     self._converge(tree, rollout, steps, node, request, done)
             failure = self._watch(rollout, targets)
             if failure is None and request.kind == "upgrade":
@@ -238,13 +243,13 @@ class Engine:
             good = self._good_records(tree, targets)
             self.journal.finish_deployment(deployment, "succeeded", good=good)
 
-    def _converge(self, tree: DesiredTree, rollout: Rollout, steps: StepRunner, node: ServiceNode, request: Request,
+    def _converge(self, tree: DesiredTree, rollout: Rollout, steps: StepRunner, node: ServiceNode, request: UpgradeRequest,
                   done: set[tuple[str, str]]) -> None:
         """One service: through an offline window when its migration needs one, else expand
         (once per run) and its strategy, host batch by host batch (`update.hosts_serial`), on
         the hosts asked for (all when none)."""
         mig = node.service.migrations if request.kind == "upgrade" else None
-        mine = [i for i in self.runtime.list(tree.project) if i.labels.service_path == node.path]
+        mine = [i for i in self.runtime.instances(tree.project) if i.labels.service_path == node.path]
         changes = plan_service(node, mine)
         new_image = any(c.action == "create" or (c.action == "replace" and REASON_IMAGE in c.reasons) for c in changes)
         if mig is not None and mig.offline is not None and new_image and ("offline", node.path) not in done:
@@ -289,7 +294,7 @@ class Engine:
             if older:
                 raise OperationFailed(f"contract migration of {node.path} refused: older instances remain "
                                       f"({', '.join(older)}); `hitless resume` once they are gone")
-            steps.run("contract", node.path, lambda node=node: run_phase(tree, self.runtime, node, "contract"),
+            steps.run("contract", node.path, functools.partial(run_phase, tree, self.runtime, node, "contract"),
                       f"contract migration of {node.path}", node.path)
 
     def _rollout(self, tree: DesiredTree, steps: StepRunner, targets: list[ServiceNode]) -> Rollout:
@@ -315,19 +320,19 @@ class Engine:
                 if current is None or current.state in ("exited", "dead"):
                     code = current.exit_code if current else None
                     tail = self.runtime.logs(inst.id, tail=15).splitlines() if current else []
-                    return [f"{inst.name} exited (code {code}) during the watch window", *(f"  | {l}" for l in tail)]
+                    return [f"{inst.name} exited (code {code}) during the watch window", *(f"  | {line}" for line in tail)]
                 result = check_once(self.runtime, current, node.service.health)
                 failures[inst.id] = 0 if result.ok else failures[inst.id] + 1
                 if failures[inst.id] >= node.service.health.fall:
                     tail = self.runtime.logs(inst.id, tail=15).splitlines()
                     return [f"{inst.name} turned unhealthy during the watch window: {result.detail}",
-                            *(f"  | {l}" for l in tail)]
+                            *(f"  | {line}" for line in tail)]
             if self.stop_requested.is_set():
                 break
             time.sleep(min(min(n.service.health.interval for n, _ in watched), max(0.0, deadline - time.monotonic())))
         return None
 
-    def _rollback_after_failure(self, deployment: int, request: Request, reason: list[str]) -> None:
+    def _rollback_after_failure(self, deployment: int, request: UpgradeRequest, reason: list[str]) -> None:
         self.journal.set_deployment(deployment, phase="rollback", detail=reason[0])
         self.emit(Event("error", reason[0]))
         self.emit(Event("phase", "rolling back to the last known good state"))
@@ -350,7 +355,7 @@ class Engine:
 
     def _good_records(self, tree: DesiredTree, targets: list[ServiceNode]) -> list[SlotRecord]:
         by_path = {n.path: n for n in targets}
-        return [slot_record(by_path[i.labels.service_path], i) for i in self.runtime.list(tree.project)
+        return [slot_record(by_path[i.labels.service_path], i) for i in self.runtime.instances(tree.project)
                 if i.running and i.labels.service_path in by_path]
 
 
@@ -382,7 +387,7 @@ def rollback_targets(tree: DesiredTree, runtime: Runtime, journal: Journal, path
                      generation: int | None) -> list[ServiceNode]:
     """For `hitless rollback`: each selected service as the known good state before what runs now."""
     running: dict[str, set[tuple[str, str]]] = defaultdict(set)
-    for inst in runtime.list(tree.project):
+    for inst in runtime.instances(tree.project):
         if inst.running:
             running[inst.labels.service_path].add((inst.labels.image, inst.labels.config_hash))
     targets = []
@@ -397,8 +402,8 @@ def rollback_targets(tree: DesiredTree, runtime: Runtime, journal: Journal, path
     return targets
 
 
-def rollback_request(tree: DesiredTree, runtime: Runtime, journal: Journal, base: Request,
-                     generation: int | None = None) -> Request:
+def rollback_request(tree: DesiredTree, runtime: Runtime, journal: Journal, base: UpgradeRequest,
+                     generation: int | None = None) -> UpgradeRequest:
     """A request that returns the selected services to their known good state (fixed now, so a
     resumed rollback goes to the same place)."""
     targets = rollback_targets(tree, runtime, journal, base.paths, generation)
@@ -406,7 +411,7 @@ def rollback_request(tree: DesiredTree, runtime: Runtime, journal: Journal, base
                                services={t.path: t.service.model_dump_json() for t in targets})
 
 
-def plan_for(request: Request, runtime: Runtime):
+def plan_for(request: UpgradeRequest, runtime: Runtime):
     """The plan a request would carry out (printed before anything runs)."""
     tree = request.tree()
     plan = plan_for_tree(tree, runtime, selected_services(tree, request.paths, request.until))
@@ -420,7 +425,7 @@ def plan_for(request: Request, runtime: Runtime):
 
 def plan_for_tree(tree: DesiredTree, runtime: Runtime, nodes: list[ServiceNode]):
     """The plan for some services of a tree."""
-    return make_plan(tree, runtime.list(tree.project), [s.path for s in nodes])
+    return make_plan(tree, runtime.instances(tree.project), [s.path for s in nodes])
 
 
 def _tree_with(tree: DesiredTree, nodes: list[ServiceNode]) -> DesiredTree:

@@ -21,7 +21,8 @@ import errno
 import itertools
 import json
 import time
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
@@ -31,7 +32,7 @@ from hitless.probe.records import Record
 
 SCENARIOS = ("get", "neutron-cycle", "long")
 MODES = ("new", "keep")
-VERSION_HEADER = "X-Netapi-Version"
+VERSION_HEADER = "X-Netapi-Version"  # the demo service's; `hitless probe --version-header` names another
 MAX_IN_FLIGHT = 2000  # open loop: past this many unanswered requests, sends are counted as missed
 
 
@@ -161,7 +162,7 @@ class Probe:
             if duration is not None:
                 try:
                     await asyncio.wait_for(self._stopping.wait(), duration)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     self._stopping.set()
             else:
                 await self._stopping.wait()
@@ -203,7 +204,7 @@ class Probe:
         if delay > 0 and not self._stopping.is_set():
             try:
                 await asyncio.wait_for(self._stopping.wait(), delay)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         return self._stopping.is_set()
 
@@ -234,9 +235,9 @@ class Probe:
         if w.scenario == "get":
             await self._request(w, session, "GET", w.url, "get", (200, 399), mode, client_id)
         elif w.scenario == "long":
-            body = {"snapshot": {"seconds": w.long_seconds}}
+            snapshot = {"snapshot": {"seconds": w.long_seconds}}
             await self._request(w, session, "POST", f"{w.base()}/v2.0/snapshots", "snapshot", (201, 201), mode,
-                                client_id, body, w.timeout + w.long_seconds)
+                                client_id, snapshot, w.timeout + w.long_seconds)
         else:
             body = {"network": {"name": w.network_name}}
             created = await self._request(w, session, "POST", f"{w.base()}/v2.0/networks", "create", (201, 201),

@@ -17,7 +17,8 @@ h1 { font-size: 22px; margin: 0 0 4px; } h2 { font-size: 16px; margin: 28px 0 8p
 .card { border: 1px solid #ddd; border-radius: 6px; padding: 10px 16px; min-width: 130px; }
 .card .n { font-size: 26px; font-weight: 600; } .card .l { color: #666; font-size: 12px; }
 .card.bad .n { color: #d62728; } .card.good .n { color: #2ca02c; }
-table { border-collapse: collapse; font-size: 13px; } th, td { padding: 3px 10px; border-bottom: 1px solid #eee; text-align: right; }
+table { border-collapse: collapse; font-size: 13px; }
+th, td { padding: 3px 10px; border-bottom: 1px solid #eee; text-align: right; }
 th:first-child, td:first-child { text-align: left; } td.l { text-align: left; }
 .defs { color: #555; font-size: 12px; } .defs dt { font-weight: 600; } .defs dd { margin: 0 0 6px 12px; }
 """
@@ -73,8 +74,9 @@ def render_html(report: dict[str, Any]) -> str:
     windows = "".join(f'<tr><td>{w["start"]:.2f} s</td><td>{w["end"]:.2f} s</td><td>{w["seconds"]:.2f} s</td>'
                       f'<td>{w["failed"]}</td></tr>' for w in report["windows"])
     failures = "".join(
-        f'<tr class="failure-row"><td>{f["seen"]:.2f} s</td><td class="l">{escape(f["op"])}</td><td class="l">{escape(f["client"])}</td>'
-        f'<td class="l">{escape(f["outcome"])}</td><td>{f["latency"] * 1000:.0f} ms</td><td class="l">{escape(f["version"] or "")}</td></tr>'
+        f'<tr class="failure-row"><td>{f["seen"]:.2f} s</td><td class="l">{escape(f["op"])}</td>'
+        f'<td class="l">{escape(f["client"])}</td><td class="l">{escape(f["outcome"])}</td>'
+        f'<td>{f["latency"] * 1000:.0f} ms</td><td class="l">{escape(f["version"] or "")}</td></tr>'
         for f in report["failures"][:200])
     ledger = report.get("ledger")
     ledger_html = ""
@@ -84,6 +86,12 @@ def render_html(report: dict[str, Any]) -> str:
                        f'{ledger["deleted"]} deleted, {len(lost)} not deleted'
                        + (f': {escape(", ".join(lost[:20]))}' if lost else " — nothing lost") + "</p>")
     defs = "".join(f"<dt>{escape(k)}</dt><dd>{escape(str(v))}</dd>" for k, v in report["definitions"].items())
+    phases_head = "".join(f"<th>{h}</th>" for h in ("phase", "requests", "failed", "p50", "p99", "max", "req/s", "versions"))
+    windows_html = (f'<table id="windows"><tr><th>from</th><th>to</th><th>length</th><th>failed</th></tr>{windows}</table>'
+                    if windows else '<p id="windows">none: no request failed</p>')
+    failures_head = "".join(f"<th>{h}</th>" for h in ("seen at", "operation", "client", "outcome", "after", "version"))
+    failures_html = (f'<table id="failures"><tr>{failures_head}</tr>{failures}</table>'
+                     if failures else '<p id="failures">none</p>')
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>
 <meta name="viewport" content="width=device-width, initial-scale=1"><style>{CSS}</style></head>
@@ -97,14 +105,14 @@ def render_html(report: dict[str, Any]) -> str:
 is shaded. Time in seconds from the start of the probe.</p>
 {render_svg(report)}
 <h2>Before, during and after the upgrade</h2>
-<table id="phases"><tr><th>phase</th><th>requests</th><th>failed</th><th>p50</th><th>p99</th><th>max</th><th>req/s</th><th>versions</th></tr>
+<table id="phases"><tr>{phases_head}</tr>
 {_phase_rows(report)}</table>
 <h2>Unavailability windows</h2>
-{f'<table id="windows"><tr><th>from</th><th>to</th><th>length</th><th>failed</th></tr>{windows}</table>' if windows else '<p id="windows">none: no request failed</p>'}
+{windows_html}
 <h2>Engine steps</h2>
 <table id="steps"><tr><th>step</th><th>target</th><th>start</th><th>end</th><th>took</th><th>status</th></tr>{steps}</table>
 <h2>Failed requests</h2>
-{f'<table id="failures"><tr><th>seen at</th><th>operation</th><th>client</th><th>outcome</th><th>after</th><th>version</th></tr>{failures}</table>' if failures else '<p id="failures">none</p>'}
+{failures_html}
 {ledger_html}
 <h2>Definitions</h2><dl class="defs">{defs}</dl>
 </body></html>

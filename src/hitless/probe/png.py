@@ -36,7 +36,7 @@ def render_png(report: dict[str, Any], path: str | os.PathLike) -> None:
         for v in versions:
             heights = [r["by_version"].get(v, 0) / bucket for r in rows]
             rate.bar(ts, heights, width=bucket, bottom=bottom, align="edge", color=colors[v], label=f"version {v}")
-            bottom = [b + h for b, h in zip(bottom, heights)]
+            bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
         failed = [r["failed"] / bucket for r in rows]
         if any(failed):
             rate.bar(ts, failed, width=bucket, bottom=bottom, align="edge", color=FAIL_COLOR, label="failed")

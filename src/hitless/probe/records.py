@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,7 +42,7 @@ class Record:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Record":
+    def from_dict(cls, data: dict[str, Any]) -> Record:
         """Read back what `to_dict` wrote."""
         return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
 
@@ -69,7 +70,7 @@ def epoch(value: float | str | dt.datetime | None) -> float | None:
     if isinstance(value, str):
         value = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     if value.tzinfo is None:  # the journal writes UTC; a naive time is taken as UTC too
-        value = value.replace(tzinfo=dt.timezone.utc)
+        value = value.replace(tzinfo=dt.UTC)
     return value.timestamp()
 
 
@@ -77,7 +78,7 @@ def iso(value: float | None) -> str | None:
     """Epoch seconds as ISO 8601 UTC with milliseconds (the journal's format)."""
     if value is None:
         return None
-    return dt.datetime.fromtimestamp(value, dt.timezone.utc).isoformat(timespec="milliseconds")
+    return dt.datetime.fromtimestamp(value, dt.UTC).isoformat(timespec="milliseconds")
 
 
 def step_spans(steps: Iterable[Any]) -> list[StepSpan]:

@@ -11,8 +11,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from hitless.probe import stats
 from hitless.probe.records import Record, StepSpan, epoch, iso, step_spans
@@ -115,13 +116,14 @@ def write_report(directory: str | os.PathLike, records: Any, steps: Iterable[Any
 
     _atomic_write(paths.html, render_html(document))
     if paths.png is not None:
+        png_path = paths.png
         try:
             from hitless.probe.png import render_png
         except ImportError:  # matplotlib missing: the JSON and HTML still tell everything
             paths = dataclasses.replace(paths, png=None)
             document["files"]["png"] = None
         else:
-            render_png(document, paths.png)
+            render_png(document, png_path)
     _atomic_write(paths.json, json.dumps(document, indent=1) + "\n")
     return paths
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import threading
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from hitless.errors import OperationFailed
 from hitless.probe.load import MODES, Probe, Workload
@@ -85,7 +86,7 @@ class ProbeSession:
         finally:
             self._ready.set()
 
-    def start(self) -> "ProbeSession":
+    def start(self) -> ProbeSession:
         """Start sending load; returns when every client runs."""
         self._thread.start()
         self._ready.wait()
@@ -93,7 +94,7 @@ class ProbeSession:
             raise OperationFailed(f"the probe could not start: {self._error}")
         return self
 
-    def __enter__(self) -> "ProbeSession":
+    def __enter__(self) -> ProbeSession:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -133,7 +133,8 @@ def render_svg(report: dict[str, Any]) -> str:
         fx, fy = x(f["seen"]), ly(max(f["latency"] * 1000, lo))
         out.append(f'<path class="failure-mark" d="M{fx - 4:.1f},{fy - 4:.1f}L{fx + 4:.1f},{fy + 4:.1f}'
                    f'M{fx - 4:.1f},{fy + 4:.1f}L{fx + 4:.1f},{fy - 4:.1f}" stroke="{FAIL_COLOR}" stroke-width="2">'
-                   f'<title>{f["seen"]:.2f}s: {escape(f["op"])} {escape(f["outcome"])} after {f["latency"] * 1000:.0f} ms</title></path>')
+                   f'<title>{f["seen"]:.2f}s: {escape(f["op"])} {escape(f["outcome"])} '
+                   f'after {f["latency"] * 1000:.0f} ms</title></path>')
 
     # Panel 3: the engine's steps, one lane each; a line across the panels at each start.
     out.append(f'<text x="{LEFT - 60}" y="{lane_top - 8}">engine steps</text>')

@@ -1,6 +1,6 @@
 """The hitless proxy: holds the public ports, moves traffic between instances, holds requests.
 
-Run it with `hitless proxy`; drive it with `hitless.proxy.client.AdminClient`.
+Run it with `hitless proxy`; drive it with `hitless.proxy.admin.client.AdminClient`.
 """
 
 from hitless.proxy.config import DEFAULT_ADMIN_SOCKET, FrontendConfig, HealthCheck, HoldLimits

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from hitless.errors import BadInput, ExitStatus
 from hitless.proxy.config import DEFAULT_ADMIN_SOCKET, load_frontends
-from hitless.proxy.routes import STATE_FILE_NAME, default_state_file
+from hitless.proxy.master.routes import STATE_FILE_NAME, default_state_file
 
 
 def default_workers() -> int:
@@ -84,7 +84,7 @@ def _unit_args(args: argparse.Namespace, state_file: str, workers: int) -> list[
 
 def run(args: argparse.Namespace) -> int:
     """Run the proxy (or print its systemd unit) as `args` say."""
-    from hitless.proxy.master import MasterOptions, run_master
+    from hitless.proxy.master.process import MasterOptions, run_master
 
     workers = default_workers() if args.workers is None else args.workers
     if workers < 1:

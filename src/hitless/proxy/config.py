@@ -128,8 +128,8 @@ class FrontendConfig:
         return parse_address(self.listen)[1]
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> FrontendConfig:
-        """Build from plain data (parsed YAML/JSON); unknown keys are an error."""
+    def from_dict(cls, data: Any) -> FrontendConfig:
+        """Build from plain data (parsed YAML/JSON: anything, checked); unknown keys are an error."""
         if not isinstance(data, dict):
             raise BadInput(f"a frontend must be a mapping, not {type(data).__name__}")
         data = dict(data)

@@ -46,7 +46,7 @@ def _epoch(raw: str | None) -> float | None:
         return None
     head, _, frac = raw.rstrip("Z").partition(".")
     try:
-        return dt.datetime.fromisoformat(head).replace(tzinfo=dt.timezone.utc).timestamp() + float(f"0.{frac or 0}")
+        return dt.datetime.fromisoformat(head).replace(tzinfo=dt.UTC).timestamp() + float(f"0.{frac or 0}")
     except ValueError:
         return None
 

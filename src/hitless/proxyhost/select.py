@@ -8,7 +8,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from hitless.proxy.client import AdminClient
+from hitless.proxy.admin.client import AdminClient
 from hitless.proxyhost.base import ProxyHost
 from hitless.proxyhost.process import ProcessProxyHost
 from hitless.runtime.base import Runtime
@@ -23,8 +23,8 @@ def host_for(runtime: Runtime, project: str, socket_path: Path) -> ProxyHost:
     directory, `.hitless/` by default."""
     directory = socket_path.parent
     if runtime.kind == "docker":
-        from hitless.imagebuild import ensure_proxy_image
         from hitless.proxyhost.docker import DockerProxyHost
+        from hitless.proxyhost.image import ensure_proxy_image
 
         client = runtime.client  # type: ignore[attr-defined]
         return DockerProxyHost(client, project, directory, socket_path, lambda: ensure_proxy_image(client))
@@ -45,8 +45,8 @@ def admin_token(directory: Path) -> str:
 def proxy_on_host(runtime: Any, tree: DesiredTree, socket_path: Path) -> tuple[AdminClient, ProxyHost, str]:
     """The proxy on the spec's `proxy.host`: (its admin client over TCP, its host, where it answers).
     Its image is built here and shipped to the host like any other."""
-    from hitless.imagebuild import ensure_proxy_image
     from hitless.proxyhost.docker import DockerProxyHost, OnHost
+    from hitless.proxyhost.image import ensure_proxy_image
 
     name = tree.spec.proxy.host
     assert name is not None

@@ -4,7 +4,7 @@ container.
     python3 -m hitless.proxyhost.supervisor --state-dir DIR --admin-socket PATH [--handover] [-- PROXY ARGS]
 
 It detaches (fork, new session; the command that started it gets "ok" once the proxy is
-spawned), runs the proxy (`hitless.proxyhost.entry`'s command line: `--takeover` when a proxy
+spawned), runs the proxy (`hitless.proxy.launch`'s command line: `--takeover` when a proxy
 answers on the socket) in a process group of its own, and:
 
 - the proxy dies by a signal or exits non-zero: what is left of its group is killed (as the
@@ -34,7 +34,7 @@ import sys
 import time
 
 from hitless import __version__
-from hitless.proxyhost.entry import answers, proxy_argv
+from hitless.proxy.launch import answers, describe_exit, proxy_argv
 from hitless.runtime.process_shim import boot_id, proc_stat, write_atomic
 
 RECORD = "proxy-supervisor.json"
@@ -52,16 +52,6 @@ def backoff(previous: float, ran_for: float) -> float:
     return min(MAX_BACKOFF, max(FIRST_BACKOFF, previous * 2))
 
 
-def describe_exit(returncode: int) -> str:
-    """How a process ended, for the log."""
-    if returncode < 0:
-        try:
-            return f"killed by {signal.Signals(-returncode).name}"
-        except ValueError:
-            return f"killed by signal {-returncode}"
-    return f"exited with code {returncode}"
-
-
 def read_record(state_dir: str) -> dict | None:
     """The supervisor record, or None."""
     try:
@@ -77,7 +67,7 @@ def _log(message: str) -> None:
     print(f"{stamp} supervisor {os.getpid()}: {message}", flush=True)
 
 
-class Supervisor:
+class ProxySupervisor:
     """Keeps one proxy running until told to stop."""
 
     def __init__(self, state_dir: str, admin_socket: str, extra: list[str], handover: bool) -> None:
@@ -200,7 +190,7 @@ def main(argv: list[str]) -> int:
     os.setsid()
     try:
         signal.pthread_sigmask(signal.SIG_BLOCK, WATCHED)
-        supervisor = Supervisor(os.path.abspath(args.state_dir), args.admin_socket, args.extra, args.handover)
+        supervisor = ProxySupervisor(os.path.abspath(args.state_dir), args.admin_socket, args.extra, args.handover)
         _log(f"supervising the proxy on {args.admin_socket} (hitless {__version__})")
         supervisor.spawn()
     except BaseException as exc:

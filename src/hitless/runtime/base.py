@@ -39,7 +39,7 @@ class Labels:
         return {LABEL_PREFIX + f.name.replace("_", "-"): str(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
     @classmethod
-    def from_dict(cls, raw: dict[str, str]) -> "Labels | None":
+    def from_dict(cls, raw: dict[str, str]) -> Labels | None:
         """Read labels back; None when the instance was not started by hitless (or is foreign)."""
         values: dict[str, object] = {}
         for f in dataclasses.fields(cls):
@@ -136,7 +136,7 @@ class Runtime(Protocol):
 
     kind: str  # "docker" or "process"
 
-    def list(self, project: str) -> list[Instance]:
+    def instances(self, project: str) -> list[Instance]:
         """Every instance labelled with this project, running or not."""
         ...
 

@@ -131,8 +131,8 @@ class DockerRuntime:
         self,
         client: docker.DockerClient | None = None,
         *,
-        ping_timeout: float = 5.0,
-        api_timeout: float = 120.0,
+        ping_timeout: int = 5,
+        api_timeout: int = 120,
     ) -> None:
         """Connect (to the environment's engine unless a client is given) and ping it.
 
@@ -170,7 +170,7 @@ class DockerRuntime:
 
     # -- Runtime --------------------------------------------------------------------------
 
-    def list(self, project: str) -> list[Instance]:
+    def instances(self, project: str) -> list[Instance]:
         """Every container labelled with this project, running or not (foreign ones skipped)."""
         with engine_errors(f"list containers of project {project!r}"):
             containers = self.client.containers.list(
@@ -242,7 +242,7 @@ class DockerRuntime:
             with contextlib.suppress(Exception):
                 container.remove(force=True, v=True)
             raise
-        observed = self.get(container.id)
+        observed = self.get(container.id) if container.id else None
         if observed is None:
             raise OperationFailed(f"container {launch.name!r} vanished right after it started")
         return observed
@@ -282,7 +282,8 @@ class DockerRuntime:
             try:
                 # The SDK's wait timeout is the HTTP read timeout: a timeout raises, it does
                 # not return. Wait in slices so that a very long grace is not one request.
-                result = self.client.api.wait(instance_id, timeout=max(0.05, min(remaining, 300.0)))
+                # The stubs say whole seconds; the SDK hands the float to requests, which takes it.
+                result = self.client.api.wait(instance_id, timeout=max(0.05, min(remaining, 300.0)))  # type: ignore[arg-type]
                 return int(result.get("StatusCode", 0))
             except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
                 continue  # read timeout (urllib3 may report it either way): look again
@@ -392,7 +393,8 @@ class DockerRuntime:
             except docker.errors.NotFound:
                 volume = self.client.volumes.create(name)
         if volume.attrs.get("Driver") != "local":
-            raise OperationFailed(f"volume {name!r} uses driver {volume.attrs.get('Driver')!r}: only local volumes have a host path")
+            raise OperationFailed(f"volume {name!r} uses driver {volume.attrs.get('Driver')!r}: "
+                                  "only local volumes have a host path")
         return Path(volume.attrs["Mountpoint"])
 
     def has_image(self, image: str) -> bool:

@@ -12,26 +12,31 @@ run stops there and `hitless resume` carries on once it answers again.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 from hitless.errors import BadInput, OperationFailed, RuntimeUnavailable
 from hitless.runtime.base import ExecResult, Instance, LaunchSpec
 from hitless.runtime.docker import DockerRuntime, engine_errors
 from hitless.spec.model import Host
 
-HOST_PING_TIMEOUT = 10.0  # a host's engine must answer a ping this fast
+T = TypeVar("T")
+
+HOST_PING_TIMEOUT = 10  # seconds a host's engine has to answer a ping
 # and any other call (image loads get their own, longer, client); HITLESS_HOST_TIMEOUT overrides
-HOST_API_TIMEOUT = float(os.environ.get("HITLESS_HOST_TIMEOUT", "30"))
-IMAGE_LOAD_TIMEOUT = 1800.0
+# The SDK times its calls out in whole seconds.
+HOST_API_TIMEOUT = math.ceil(float(os.environ.get("HITLESS_HOST_TIMEOUT", "30")))
+IMAGE_LOAD_TIMEOUT = 1800
 
 Note = Callable[[str], None]
 
 
-def connect(name: str, host: Host, timeout: float = HOST_API_TIMEOUT) -> DockerRuntime:
+def connect(name: str, host: Host, timeout: int = HOST_API_TIMEOUT) -> DockerRuntime:
     """A DockerRuntime on a host's engine; RuntimeUnavailable naming the host when it does not answer."""
     import docker
 
@@ -76,7 +81,7 @@ class HostsRuntime:
     def _on(self, host: str | None) -> DockerRuntime:
         return self.local if host is None else self.engine(host)
 
-    def _call(self, host: str | None, action: Callable[[DockerRuntime], object]) -> object:
+    def _call(self, host: str | None, action: Callable[[DockerRuntime], T]) -> T:
         """Run one call on a host's engine; its failure to answer names the host."""
         try:
             return action(self._on(host))
@@ -94,23 +99,23 @@ class HostsRuntime:
 
     # -- Runtime ---------------------------------------------------------------------------
 
-    def list(self, project: str) -> list[Instance]:
+    def instances(self, project: str) -> list[Instance]:
         """Every instance of the project on this machine and on every host, by name."""
         names: list[str | None] = [None, *self.hosts]
         with ThreadPoolExecutor(max_workers=len(names)) as pool:
-            found = list(pool.map(lambda h: [self._placed(h, i) for i in self._call(h, lambda r: r.list(project))], names))
+            found = list(pool.map(lambda h: [self._placed(h, i) for i in self._call(h, lambda r: r.instances(project))], names))
         return sorted((i for batch in found for i in batch), key=lambda i: i.name)
 
     def get(self, instance_id: str) -> Instance | None:
         host, container = self._route(instance_id)
         found = self._call(host, lambda r: r.get(container))
-        return None if found is None else self._placed(host, found)  # type: ignore[arg-type]
+        return None if found is None else self._placed(host, found)
 
     def start(self, launch: LaunchSpec) -> Instance:
         """Start on the launch's host, the image shipped there first when it lacks it."""
         if launch.host is not None:
             self.ship_image(launch.image, launch.host)
-        return self._placed(launch.host, self._call(launch.host, lambda r: r.start(launch)))  # type: ignore[return-value]
+        return self._placed(launch.host, self._call(launch.host, lambda r: r.start(launch)))
 
     def signal(self, instance_id: str, signal_name: str) -> None:
         host, container = self._route(instance_id)
@@ -118,7 +123,7 @@ class HostsRuntime:
 
     def wait_exit(self, instance_id: str, timeout: float) -> int | None:
         host, container = self._route(instance_id)
-        return self._call(host, lambda r: r.wait_exit(container, timeout))  # type: ignore[return-value]
+        return self._call(host, lambda r: r.wait_exit(container, timeout))
 
     def remove(self, instance_id: str) -> None:
         host, container = self._route(instance_id)
@@ -126,11 +131,11 @@ class HostsRuntime:
 
     def exec(self, instance_id: str, argv: list[str], timeout: float) -> ExecResult:
         host, container = self._route(instance_id)
-        return self._call(host, lambda r: r.exec(container, argv, timeout))  # type: ignore[return-value]
+        return self._call(host, lambda r: r.exec(container, argv, timeout))
 
     def logs(self, instance_id: str, tail: int = 50) -> str:
         host, container = self._route(instance_id)
-        return self._call(host, lambda r: r.logs(container, tail))  # type: ignore[return-value]
+        return self._call(host, lambda r: r.logs(container, tail))
 
     def has_image(self, image: str) -> bool:
         """True when this machine holds the image (it is shipped to hosts as they need it)."""
@@ -170,7 +175,9 @@ class HostsRuntime:
             loader = connect(host, self.hosts[host], timeout=IMAGE_LOAD_TIMEOUT)
             try:
                 with engine_errors(f"ship image '{image}' to host {host}"):
-                    loader.client.images.load(wanted.save(named=True))
+                    # save() streams chunks and load() posts them as they come (requests sends an
+                    # iterator chunked), so an image never sits whole in memory; the stubs say bytes.
+                    loader.client.images.load(wanted.save(named=True))  # type: ignore[arg-type]
             finally:
                 loader.client.close()
             if self._image_id(host, image) != wanted.id:
@@ -187,4 +194,4 @@ class HostsRuntime:
                 except docker.errors.ImageNotFound:
                     return None
 
-        return self._call(host, look)  # type: ignore[return-value]
+        return self._call(host, look)

@@ -99,7 +99,7 @@ def _pidfd(pid: int) -> int | None:
         return None
 
 
-def _send(pid: int, start_time: object, boot: object, sig: int, *, group: bool = False) -> bool:
+def _send(pid: object, start_time: object, boot: object, sig: int, *, group: bool = False) -> bool:
     """Signal our process (or its group) when it still is ours; False when it is not alive."""
     if not isinstance(pid, int) or pid <= 0:
         return False
@@ -231,7 +231,7 @@ class ProcessRuntime:
 
     # -- Runtime --------------------------------------------------------------------------
 
-    def list(self, project: str) -> list[Instance]:
+    def instances(self, project: str) -> list[Instance]:
         """Every instance in the state dir labelled with this project, running or not."""
         found = []
         try:
@@ -259,7 +259,8 @@ class ProcessRuntime:
         if not _NAME.match(launch.name):
             raise BadInput(f"instance name {launch.name!r} is not valid (letters, digits, '_', '.', '-')")
         mapping = self._host_dirs(launch.mounts)
-        argv = [rewrite_paths(a, mapping) for a in (*image.entrypoint, *(launch.command if launch.command is not None else image.command))]
+        command = launch.command if launch.command is not None else image.command
+        argv = [rewrite_paths(a, mapping) for a in (*image.entrypoint, *command)]
         if not argv:
             raise BadInput(f"image '{launch.image}' has no entrypoint and the launch no command")
         environment = {k: os.environ[k] for k in _INHERITED_ENV if k in os.environ}

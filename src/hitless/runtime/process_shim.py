@@ -143,7 +143,7 @@ def _supervise(directory: str, argv: list[str], report_fd: int) -> int:
         "service_pid": process.pid,
         "service_start_time": svc[2] if svc else None,
         "boot_id": boot_id(),
-        "started_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+        "started_at": dt.datetime.now(dt.UTC).isoformat(),
     }
     write_atomic(os.path.join(directory, "pid"), json.dumps(record) + "\n")
     os.write(report_fd, b"0 started")

@@ -11,7 +11,7 @@ from hitless.runtime.process import ProcessImage, ProcessRuntime
 from hitless.spec.model import Host
 
 KINDS = ("docker", "process", "auto")
-AUTO_PING_TIMEOUT = 2.0
+AUTO_PING_TIMEOUT = 2  # seconds
 
 
 def open_runtime(

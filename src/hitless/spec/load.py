@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from hitless.errors import BadInput
 from hitless.spec.model import NAME_PATTERN, Service, Spec
@@ -41,7 +42,7 @@ def _short_repr(value: Any) -> str:
     return _REPR.repr(value)
 
 
-def _describe(error: dict[str, Any]) -> str:
+def _describe(error: ErrorDetails) -> str:
     kind = error["type"]
     if kind == "extra_forbidden":
         return "unknown key"
@@ -100,7 +101,8 @@ def _check_host_ports(root: SetNode, problems: list[str]) -> None:
         if node.service.frontend is not None:
             port = int(node.service.frontend.listen.rsplit(":", 1)[1])
             if port in listening:
-                problems.append(f"sets.{node.path.replace('/', '.')}.frontend.listen: port {port} is the frontend of {listening[port]} too")
+                problems.append(f"sets.{node.path.replace('/', '.')}.frontend.listen: "
+                                f"port {port} is the frontend of {listening[port]} too")
             listening[port] = node.path
     for node in root.services():
         net = node.service.network

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import shlex
 import signal as _signal
+from collections.abc import Iterator
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
@@ -65,12 +66,12 @@ class PortRange(_Strict):
         return value
 
     @model_validator(mode="after")
-    def _ordered(self) -> "PortRange":
+    def _ordered(self) -> PortRange:
         if self.last < self.first:
             raise ValueError(f"invalid port range {self.first}-{self.last}: last port below first")
         return self
 
-    def __iter__(self):  # type: ignore[override]
+    def __iter__(self) -> Iterator[int]:  # type: ignore[override]  # the range's ports, not the model's fields
         return iter(range(self.first, self.last + 1))
 
 
@@ -82,7 +83,7 @@ class Network(_Strict):
     ports: PortRange | None = Field(default=None, description="host: one port per instance is allocated from here")
 
     @model_validator(mode="after")
-    def _port_for_mode(self) -> "Network":
+    def _port_for_mode(self) -> Network:
         if self.mode == "bridge" and self.port is None:
             raise ValueError("bridge networking needs 'port' (the port the service listens on)")
         if self.mode == "bridge" and self.ports is not None:
@@ -114,7 +115,7 @@ class Health(_Strict):
         return value
 
     @model_validator(mode="after")
-    def _one_kind(self) -> "Health":
+    def _one_kind(self) -> Health:
         kinds = [k for k, on in (("http", self.http is not None), ("tcp", self.tcp), ("command", self.command is not None)) if on]
         if len(kinds) > 1:
             raise ValueError(f"choose one health check kind, not {' and '.join(kinds)}")
@@ -148,7 +149,7 @@ class Stop(_Strict):
     ceiling: Duration | None = Field(default=None, description="SIGKILL after this long (default: grace)")
 
     @model_validator(mode="after")
-    def _ceiling_after_grace(self) -> "Stop":
+    def _ceiling_after_grace(self) -> Stop:
         if self.ceiling is not None and self.ceiling < self.grace:
             raise ValueError("ceiling must not be shorter than grace")
         return self
@@ -205,7 +206,7 @@ def _listen_address(value: str) -> str:
     return value
 
 
-class Hold(_Strict):
+class HoldSpec(_Strict):
     """Bounds of the queue of requests held while no instance can serve (a bound reached: 503)."""
 
     max_requests: int = Field(default=10_000, ge=0)
@@ -223,11 +224,11 @@ class ClientTimeouts(_Strict):
     send: Duration = Field(default=60.0, gt=0)  # for a client to read some of its answer
 
 
-class Frontend(_Strict):
+class FrontendSpec(_Strict):
     """A public address on the proxy, routed to this service's ready instances."""
 
     listen: Annotated[str, AfterValidator(_listen_address)]
-    hold: Hold = Hold()
+    hold: HoldSpec = HoldSpec()
     timeouts: ClientTimeouts = ClientTimeouts()
 
 
@@ -297,7 +298,7 @@ class Migrations(_Strict):
     timeout: Duration = 3600.0
 
     @model_validator(mode="after")
-    def _offline_alone(self) -> "Migrations":
+    def _offline_alone(self) -> Migrations:
         for kind in ("offline", "online"):
             if getattr(self, kind) is not None and (self.expand is not None or self.contract is not None):
                 raise ValueError(f"an '{kind}' migration replaces expand/contract: give one or the other")
@@ -321,7 +322,7 @@ class Service(_Strict):
     stop: Stop = Stop()
     update: Update = Update()
     options: Options = Options()
-    frontend: Frontend | None = None
+    frontend: FrontendSpec | None = None
     migrations: Migrations | None = None
 
     @field_validator("image")
@@ -332,7 +333,7 @@ class Service(_Strict):
         return value
 
 
-class ProcessImage(_Strict):
+class ProcessImageSpec(_Strict):
     """What an image reference means to the process runtime: a command line and its environment.
 
     As in Docker, the instance runs `entrypoint + command`, and a service's (or a job's)
@@ -356,7 +357,8 @@ class VolumeSnapshot(_Strict):
     """A named volume, tarred by a short-lived helper instance."""
 
     name: str
-    image: str | None = Field(default=None, description="image with tar for the helper (default: the set's first service's image)")
+    image: str | None = Field(default=None,
+                              description="image with tar for the helper (default: the set's first service's image)")
 
 
 class CommandSnapshot(_Strict):
@@ -376,7 +378,7 @@ class SnapshotSpec(_Strict):
     keep: int = Field(default=5, ge=1)
 
     @model_validator(mode="after")
-    def _one_kind(self) -> "SnapshotSpec":
+    def _one_kind(self) -> SnapshotSpec:
         kinds = [k for k in ("sqlite", "volume", "command") if getattr(self, k) is not None]
         if len(kinds) != 1:
             raise ValueError("give exactly one of sqlite, volume, command" + (f" (not {' and '.join(kinds)})" if kinds else ""))
@@ -401,9 +403,10 @@ class Spec(_Strict):
 
     project: str = Field(pattern=NAME_PATTERN)
     proxy: ProxySettings = ProxySettings()
-    snapshots: dict[str, SnapshotSpec] = Field(default_factory=dict, description="by set path: data to snapshot before its upgrades")
+    snapshots: dict[str, SnapshotSpec] = Field(default_factory=dict,
+                                               description="by set path: data to snapshot before its upgrades")
     runtime: Literal["auto", "docker", "process"] = "auto"
-    images: dict[str, ProcessImage] = Field(default_factory=dict)
+    images: dict[str, ProcessImageSpec] = Field(default_factory=dict)
     hosts: dict[Annotated[str, Field(pattern=NAME_PATTERN)], Host] = Field(default_factory=dict)
     groups: dict[Annotated[str, Field(pattern=NAME_PATTERN)], Annotated[tuple[str, ...], BeforeValidator(_names)]] = Field(
         default_factory=dict, description="name → hosts, like an inventory's groups (control, compute)")

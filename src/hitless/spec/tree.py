@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, Union
 
 from hitless.errors import BadInput
-from hitless.spec.model import ProcessImage, Service, Spec
+from hitless.spec.model import ProcessImageSpec, Service, Spec
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,7 +38,7 @@ class SetNode:
 
     path: str  # "" for the root
     name: str
-    children: tuple["Node", ...]
+    children: tuple[Node, ...]
 
     def services(self) -> Iterator[ServiceNode]:
         """Every service below this set, depth first, in declared order."""
@@ -48,7 +48,7 @@ class SetNode:
             else:
                 yield from child.services()
 
-    def walk(self) -> Iterator["Node"]:
+    def walk(self) -> Iterator[Node]:
         """This set and every node below it, depth first."""
         yield self
         for child in self.children:
@@ -58,7 +58,7 @@ class SetNode:
                 yield child
 
 
-Node = Union[SetNode, ServiceNode]
+Node = SetNode | ServiceNode
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,7 +75,7 @@ class DesiredTree:
         return self.spec.project
 
     @property
-    def process_images(self) -> dict[str, ProcessImage]:
+    def process_images(self) -> dict[str, ProcessImageSpec]:
         """Image references as the process runtime understands them."""
         return self.spec.images
 

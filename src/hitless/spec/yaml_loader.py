@@ -34,17 +34,23 @@ class SpecLoader(yaml.SafeLoader):
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
         mark = self.peek_event().start_mark
         if self.check_event(yaml.AliasEvent):
-            node = super().compose_node(parent, index)
+            node = self._composed(parent, index)
             self._charge_alias(node, mark)
             return node
         if self._depth >= MAX_DEPTH:
             raise LimitExceeded(None, None, f"nested deeper than {MAX_DEPTH} levels", mark)
         self._depth += 1
         try:
-            node = super().compose_node(parent, index)
+            node = self._composed(parent, index)
         finally:
             self._depth -= 1
         self._measured[node] = self._measure(node)
+        return node
+
+    def _composed(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        node = super().compose_node(parent, index)
+        if node is None:  # only when the stream has ended, which compose_node is never called at
+            raise yaml.composer.ComposerError(None, None, "expected a node", self.peek_event().start_mark)
         return node
 
     def _measure(self, node: yaml.Node) -> tuple[int, int]:

@@ -13,8 +13,8 @@ import os
 import sqlite3
 import stat
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from hitless.errors import StateDamaged, StateError
 

@@ -13,8 +13,8 @@ import datetime as dt
 import json
 import sqlite3
 import threading
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from hitless.errors import StateDamaged, StateError
 from hitless.state import dbfile
@@ -131,7 +131,7 @@ class Step:
     finished_at: str | None
 
 
-def _create_schema(tx: "_Tx") -> None:
+def _create_schema(tx: _Tx) -> None:
     tx.executescript_safe(_SCHEMA)
     tx.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
 
@@ -145,7 +145,7 @@ def _initialize(conn: sqlite3.Connection) -> None:
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
 
 
 class Journal:
@@ -205,7 +205,7 @@ class Journal:
             raise error from None
 
     @contextlib.contextmanager
-    def _transaction(self) -> Iterator["_Tx"]:
+    def _transaction(self) -> Iterator[_Tx]:
         # BEGIN IMMEDIATE takes the write lock up front: two hitless processes never interleave.
         with self._lock, self._file_errors():
             self._conn.execute("BEGIN IMMEDIATE")
@@ -226,7 +226,7 @@ class Journal:
         """Close the database connection."""
         self._conn.close()
 
-    def __enter__(self) -> "Journal":
+    def __enter__(self) -> Journal:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -263,7 +263,7 @@ class Journal:
                 "INSERT INTO deployments(project, command, started_at, status, request) VALUES (?, ?, ?, 'running', ?)",
                 (project, command, _now(), json.dumps(request or {})),
             )
-            return int(cur.lastrowid)
+            return _row_id(cur)
 
     def set_deployment(self, deployment_id: int, *, status: str | None = None, phase: str | None = None,
                        detail: str | None = None) -> None:
@@ -340,7 +340,7 @@ class Journal:
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'taking')",
                 (project, set_path, kind, path, _now(), deployment_id, json.dumps(images), json.dumps(revision)),
             )
-            return int(cur.lastrowid)
+            return _row_id(cur)
 
     def snapshot_finished(self, snapshot_id: int, status: str, size: int = 0) -> None:
         """Mark a snapshot ok (with its size), failed, or pruned."""
@@ -354,7 +354,8 @@ class Journal:
             "WHERE project=? AND (? IS NULL OR set_path=?) AND (? IS NULL OR status=?) ORDER BY id DESC",
             (project, set_path, set_path, status, status),
         )
-        return [Snapshot(*r[:6], json.loads(r[6]), json.loads(r[7]), r[8], r[9]) for r in rows]
+        return [Snapshot(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]), json.loads(r[7]), r[8], r[9])
+                for r in rows]
 
     def deployments(self, project: str, limit: int = 20) -> list[Deployment]:
         """The most recent deployments, newest first."""
@@ -363,7 +364,8 @@ class Journal:
             "WHERE project=? ORDER BY id DESC LIMIT ?",
             (project, limit),
         )
-        return [Deployment(*row[:7], json.loads(row[7]), row[8]) for row in rows]
+        return [Deployment(row[0], row[1], row[2], row[3], row[4], row[5], row[6], json.loads(row[7]), row[8])
+                for row in rows]
 
     def unfinished(self, project: str) -> Deployment | None:
         """The newest deployment that stopped half-way (killed or interrupted), if any."""
@@ -383,3 +385,10 @@ class _Tx:
         # executescript() would COMMIT the open transaction; run the statements one by one instead.
         for statement in filter(None, (s.strip() for s in script.split(";"))):
             self._conn.execute(statement)
+
+
+def _row_id(cursor: sqlite3.Cursor) -> int:
+    """The id of the row an INSERT just made."""
+    if cursor.lastrowid is None:
+        raise StateDamaged("the state database gave no id for a row it inserted")
+    return cursor.lastrowid

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from proxy_support import Launcher  # noqa: E402
+from tests.integration.proxy.proxy_support import Launcher
 
 
 @pytest.fixture

@@ -15,8 +15,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hitless.proxy.client import AdminClient, ProxyUnavailable
+from hitless.proxy.admin.client import AdminClient, ProxyUnavailable
 from tests.support.clients import ClientThreads
+from tests.support.waiting import wait_until
 
 HERE = Path(__file__).parent
 BACKEND_APP = HERE / "backend_app.py"
@@ -136,9 +137,7 @@ def kill_pid(pid: int) -> None:
 
 
 def wait_gone(pid: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while _ours(pid) and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: not _ours(pid), timeout, interval=0.01, message=f"proxy process {pid} gone")
 
 
 class Launcher:
@@ -182,30 +181,31 @@ class Launcher:
         popen = subprocess.Popen(cmd, text=True)
         proxy = Proxy(popen, admin_socket)
         self.procs.append(proxy)
-        deadline = time.monotonic() + 15
-        while True:
-            if popen.poll() is not None:
-                raise RuntimeError(f"proxy exited with {popen.returncode}")
-            try:
-                status = proxy.status()
-                if status["pid"] == popen.pid:
-                    return proxy
-            except ProxyUnavailable:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("proxy did not answer on its admin socket")
-            time.sleep(0.02)
+
+        def answering() -> bool:
+            assert popen.poll() is None, f"proxy exited with {popen.returncode}"
+            return proxy.status()["pid"] == popen.pid
+
+        wait_until(answering, 15, interval=0.02, message="the proxy answering on its admin socket")
+        return proxy
 
     def stop_all(self) -> None:
+        """Stop every process, whatever fails on the way; the first failure is raised at the end."""
+        failures: list[AssertionError] = []
         for proc in reversed(self.procs):
             if isinstance(proc, Proxy):
-                proc.kill_all()  # the workers too: by pid, never by name
+                try:
+                    proc.kill_all()  # the workers too: by pid, never by name
+                except AssertionError as exc:  # one that outlived its SIGKILL: stop the others first
+                    failures.append(exc)
             elif proc.alive():
                 proc.signal(signal.SIGKILL)
                 try:
                     proc.popen.wait(10)
                 except subprocess.TimeoutExpired:
                     pass
+        if failures:
+            raise failures[0]
 
 
 def frontend(name: str = "web", backends: list[str] | None = None, **overrides: Any) -> dict:
@@ -226,13 +226,8 @@ def frontend(name: str = "web", backends: list[str] | None = None, **overrides: 
 
 
 def wait_ready(proxy: Proxy, fe: str, count: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        states = [b["state"] for b in proxy.client.backends(fe)]
-        if states.count("ready") >= count:
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"backends of {fe} not ready: {proxy.client.backends(fe)}")
+    wait_until(lambda: [b["state"] for b in proxy.client.backends(fe)].count("ready") >= count, timeout, interval=0.02,
+               message=lambda: f"{count} ready backend(s) of {fe}: {proxy.client.backends(fe)}")
 
 
 def raw_exchange(port: int, data: bytes, timeout: float = 5.0) -> bytes:

@@ -10,23 +10,18 @@ import subprocess
 import sys
 
 import pytest
-from proxy_support import frontend, wait_ready
 
 from hitless.errors import ExitStatus
-from hitless.proxy.client import AdminClient, ProxyError, ProxyUnavailable, WaitTimeout
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from hitless.proxy.admin.client import AdminClient, ProxyError, ProxyUnavailable, WaitTimeout
+from tests.integration.proxy.proxy_support import frontend, wait_ready
+from tests.support.net import free_port
 
 
 def test_operations_through_the_client(launch, tmp_path):
     b1, b2 = launch.backend("b1"), launch.backend("b2")
     token = tmp_path / "token"
     token.write_text("s3cret\n")
-    admin_port = _free_port()
+    admin_port = free_port()
     proxy = launch.proxy(extra=["--admin-tcp", f"127.0.0.1:{admin_port}",
                                 "--admin-token-file", str(token)])
     assert stat.S_IMODE(os.stat(proxy.admin_socket).st_mode) == 0o600
@@ -154,7 +149,7 @@ def test_long_waits_are_made_of_bounded_polls(launch, monkeypatch):
     import threading
     import time
 
-    import hitless.proxy.client as client_module
+    import hitless.proxy.admin.client as client_module
 
     monkeypatch.setattr(client_module, "LONG_POLL", 0.2)
     b1 = launch.backend("b1")

@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from hitless.proxy.client import AdminClient
+from hitless.proxy.admin.client import AdminClient
+from tests.support.net import free_port
 
 TOKEN = "s3cret"
 
@@ -15,9 +16,7 @@ TOKEN = "s3cret"
 def _start(launch, tmp_path):
     token = tmp_path / "token"
     token.write_text(TOKEN + "\n")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     proxy = launch.proxy(extra=["--admin-tcp", f"127.0.0.1:{port}",
                                 "--admin-token-file", str(token)])
     return proxy, port

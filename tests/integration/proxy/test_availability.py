@@ -9,10 +9,10 @@ import socket
 import threading
 import time
 
-from proxy_support import frontend, raw_exchange, wait_ready
-from raw_backend import RawBackend, ok
-
-from hitless.proxy.client import ProxyUnavailable
+from hitless.proxy.admin.client import ProxyUnavailable
+from tests.integration.proxy.proxy_support import frontend, raw_exchange, wait_ready
+from tests.integration.proxy.raw_backend import RawBackend, ok
+from tests.support.waiting import wait_until
 
 
 def _states(proxy) -> list[str]:
@@ -132,10 +132,8 @@ def test_client_that_does_not_read_is_cut_and_frees_the_backend(launch):
         sock.sendall(b"GET /chunked/200000 HTTP/1.1\r\nHost: a\r\n\r\n")  # about 2.5 MB
         time.sleep(0.5)
         assert proxy.client.backend("web", "web-0")["inflight"] == 1
-        deadline = time.monotonic() + 5
-        while proxy.client.stats()["web"]["connections"]:
-            assert time.monotonic() < deadline, "the proxy kept a client that reads nothing"
-            time.sleep(0.1)
+        wait_until(lambda: not proxy.client.stats()["web"]["connections"], 5, interval=0.1,
+                   message="the proxy letting go of a client that reads nothing")
         assert proxy.client.backend("web", "web-0")["inflight"] == 0
     finally:
         sock.close()

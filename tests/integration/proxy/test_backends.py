@@ -7,21 +7,17 @@ import threading
 import time
 
 import pytest
-from proxy_support import Load, frontend, wait_ready
 
-from hitless.proxy.client import WaitTimeout
+from hitless.proxy.admin.client import WaitTimeout
+from tests.integration.proxy.proxy_support import Load, frontend, wait_ready
+from tests.support.waiting import wait_until
 
 LONG_REQUEST = 30.0  # the "30 s request in flight"
 
 
 def _backend_of(proxy, fe: str, inflight: int = 1) -> str:
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        for b in proxy.client.backends(fe):
-            if b["inflight"] >= inflight:
-                return b["id"]
-        time.sleep(0.01)
-    raise AssertionError("no backend has the request in flight")
+    return wait_until(lambda: next((b["id"] for b in proxy.client.backends(fe) if b["inflight"] >= inflight), None),
+                      5, interval=0.01, message="a backend with the request in flight")
 
 
 def test_drain_with_a_long_request_in_flight(launch):

@@ -8,7 +8,7 @@ import socket
 import threading
 import time
 
-from proxy_support import frontend, raw_exchange, wait_ready
+from tests.integration.proxy.proxy_support import frontend, raw_exchange, wait_ready
 
 
 def _get(conn: http.client.HTTPConnection, path: str, **kw) -> tuple[int, dict, bytes]:

@@ -8,7 +8,8 @@ import socket
 import threading
 import time
 
-from proxy_support import Load, frontend, wait_ready
+from tests.integration.proxy.proxy_support import Load, frontend, wait_ready
+from tests.support.waiting import wait_until
 
 PAUSE = 5.0  # the issue's "pause for 5 s under load"
 
@@ -40,7 +41,10 @@ def _send(port: int, path: str, timeout: float = 10.0) -> socket.socket:
 def test_pause_under_load_releases_in_arrival_order(launch):
     """Two frontends paused together under load: "web" releases 16 at a time (the default),
     so the backend may read requests released together in any order, but none before one
-    released a full window earlier; "strict" releases one at a time: exact arrival order."""
+    released a full window earlier (request k is let go only once every request but 15 of
+    those before it has been answered); "strict" releases one at a time: exact arrival order.
+    How late the backend reads a request is up to the backend (its event loop may read the
+    connections released together in any order), so only earliness is bounded."""
     b1 = launch.backend("b1")
     proxy = launch.proxy([frontend("web", [b1.address]),
                           frontend("strict", [b1.address], hold={"release_concurrency": 1})])
@@ -79,7 +83,7 @@ def test_pause_under_load_releases_in_arrival_order(launch):
     assert strict == list(range(n))  # released in exactly the order they arrived
     window = [int(x) for x in re.findall(r"/web\?n=(\d+)", log)]
     assert sorted(window) == list(range(n))
-    assert max(abs(i - k) for i, k in enumerate(window)) < 16
+    assert max(k - i for i, k in enumerate(window)) < 16  # never seen 16 places early
     stats = proxy.client.stats()
     for name in ports:
         assert stats[name]["held"] >= n and stats[name]["released"] == stats[name]["held"]
@@ -136,10 +140,8 @@ def test_held_request_of_a_gone_client_is_dropped(launch):
     wait_ready(proxy, "web", 1)
     proxy.client.pause("web")
     _send(proxy.port("web"), "/gone").close()
-    deadline = time.monotonic() + 5
-    while proxy.client.stats()["web"]["hold_dropped"] != 1:
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    wait_until(lambda: proxy.client.stats()["web"]["hold_dropped"] == 1, 5, interval=0.02,
+               message=lambda: f"the held request dropped: {proxy.client.stats()['web']}")
     assert proxy.client.frontend("web")["held"] == 0
     proxy.client.resume("web")
     time.sleep(0.2)

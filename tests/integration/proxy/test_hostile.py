@@ -6,9 +6,11 @@ import socket
 import time
 
 import pytest
-from proxy_support import frontend, raw_exchange, wait_ready
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from tests.integration.proxy.proxy_support import frontend, raw_exchange, wait_ready
+from tests.support.waiting import wait_until
 
 BAD = {
     "content-length and transfer-encoding": b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n"
@@ -53,10 +55,8 @@ def test_malformed_requests_get_400_and_close(proxy_and_backend, name):
 
 def _assert_clean(proxy) -> None:
     """No client connection left open, the proxy alive and still serving."""
-    deadline = time.monotonic() + 5
-    while proxy.client.stats()["web"]["connections"]:
-        assert time.monotonic() < deadline, proxy.client.stats()
-        time.sleep(0.02)
+    wait_until(lambda: not proxy.client.stats()["web"]["connections"], 5, interval=0.02,
+               message=lambda: f"no client connection left: {proxy.client.stats()}")
     assert proxy.alive()
     assert raw_exchange(proxy.port("web"),
                         b"GET /ok HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"

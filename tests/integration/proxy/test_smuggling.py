@@ -11,8 +11,9 @@ import socket
 import time
 
 import pytest
-from proxy_support import frontend, raw_exchange, wait_ready
-from raw_backend import RawBackend, ok
+
+from tests.integration.proxy.proxy_support import frontend, raw_exchange, wait_ready
+from tests.integration.proxy.raw_backend import RawBackend, ok
 
 SMUGGLED = b"GET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n"
 

@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 
-from proxy_support import Load, frontend, wait_ready
+from tests.integration.proxy.proxy_support import Load, frontend, wait_ready
 
 
 def test_takeover_under_continuous_load(launch):

@@ -15,20 +15,20 @@ import threading
 import time
 
 import pytest
-from proxy_support import Load, frontend, wait_gone, wait_ready
 
-from hitless.proxy.client import WaitTimeout
+from hitless.proxy.admin.client import WaitTimeout
+from tests.integration.proxy.proxy_support import Load, frontend, wait_gone, wait_ready
+from tests.support.waiting import wait_until
 
 
 def _replaced(proxy, index: int, old_pid: int, timeout: float = 10.0) -> int:
     """Wait until slot `index` runs a new, live worker; its pid."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def replacement() -> int | None:
         worker = proxy.status()["workers"][index]
-        if worker["pid"] and worker["pid"] != old_pid and worker["live"]:
-            return worker["pid"]
-        time.sleep(0.01)
-    raise AssertionError(f"worker {index} was not replaced within {timeout}s")
+        return worker["pid"] if worker["pid"] and worker["pid"] != old_pid and worker["live"] else None
+
+    return wait_until(replacement, timeout, interval=0.01, message=f"worker {index} replaced")
 
 
 @pytest.mark.parametrize("new_connections", [True, False], ids=["new-connection", "keep-alive"])

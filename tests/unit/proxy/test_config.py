@@ -7,8 +7,7 @@ import json
 import pytest
 
 from hitless.errors import BadInput
-from hitless.proxy.config import (FrontendConfig, HealthCheck, HoldLimits, load_frontends,
-                                  parse_address)
+from hitless.proxy.config import FrontendConfig, HealthCheck, HoldLimits, load_frontends, parse_address
 
 
 def test_defaults_match_the_issue():

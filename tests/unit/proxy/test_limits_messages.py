@@ -10,8 +10,8 @@ import pytest
 
 from hitless.errors import BadInput
 from hitless.proxy.config import FrontendConfig, Timeouts
-from hitless.proxy.limits import RESERVE, connection_cap
-from hitless.proxy.messages import ListedProtected, drop_listed
+from hitless.proxy.traffic.limits import RESERVE, connection_cap
+from hitless.proxy.traffic.messages import ListedProtected, drop_listed
 
 
 @pytest.mark.parametrize("tokens", [b"content-length", b"keep-alive, Transfer-Encoding",
@@ -37,7 +37,7 @@ def test_connection_cap_leaves_a_reserve_and_one_descriptor_per_upstream():
 
 
 def test_raise_fd_limit_lifts_the_soft_limit_to_the_hard_one():
-    code = ("import resource; from hitless.proxy.limits import raise_fd_limit; "
+    code = ("import resource; from hitless.proxy.traffic.limits import raise_fd_limit; "
             "print(raise_fd_limit(), resource.getrlimit(resource.RLIMIT_NOFILE)[0])")
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     soft = min(256, hard)

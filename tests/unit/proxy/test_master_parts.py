@@ -8,9 +8,9 @@ import socket
 import pytest
 
 from hitless.errors import BadInput
-from hitless.proxy import merge, routes
-from hitless.proxy.channel import Decoder, encode, receive_blocking, send_blocking
 from hitless.proxy.config import FrontendConfig
+from hitless.proxy.ipc.channel import Decoder, encode, receive_blocking, send_blocking
+from hitless.proxy.master import merge, routes
 
 
 def table() -> routes.Routes:

@@ -7,9 +7,9 @@ import asyncio
 import pytest
 
 from hitless.proxy.config import HealthCheck, HoldLimits
-from hitless.proxy.hold import Hold
-from hitless.proxy.messages import drop_listed
-from hitless.proxy.pool import Pool, State
+from hitless.proxy.traffic.hold import Hold
+from hitless.proxy.traffic.messages import drop_listed
+from hitless.proxy.traffic.pool import Pool, State
 
 
 def run(coro):

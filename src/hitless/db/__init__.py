@@ -1,1 +1,0 @@
-"""Data in upgrades: snapshots before any change, restored on request."""

@@ -1,0 +1,1 @@
+"""Messages between the proxy's own processes (master, fork server, workers)."""
