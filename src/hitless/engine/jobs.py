@@ -11,6 +11,7 @@ import dataclasses
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 from hitless.engine.desired import launch_spec
 from hitless.errors import OperationFailed
@@ -29,20 +30,29 @@ def jobs_project(project: str) -> str:
 
 
 def run_job(tree: DesiredTree, runtime: Runtime, node: ServiceNode, image: str, argv: tuple[str, ...], what: str,
-            timeout: float, *, mounts: tuple[Mount, ...] = (), environment: dict[str, str] | None = None,
+            timeout: float, *, slot: int = 0, mounts: tuple[Mount, ...] = (), environment: dict[str, str] | None = None,
             on_output: Callable[[str], None] | None = None) -> ExecResult:
     """Run `argv` in a one-shot instance of `image` with the service's environment, volumes and
-    network (so it reaches what the service reaches), plus extra mounts and environment; each
-    line it prints goes to `on_output` within about a second."""
-    base = launch_spec(tree.project, node, slot=0, generation=0, port=0, base_dir=tree.base_dir)
+    network (so it reaches what the service reaches), on the host of its slot `slot`, plus extra
+    mounts and environment; each line it prints goes to `on_output` within about a second."""
+    return run_project_job(tree.project, tree.base_dir, runtime, node, image, argv, what, timeout, slot=slot,
+                           mounts=mounts, environment=environment, on_output=on_output)
+
+
+def run_project_job(project: str, base_dir: Path, runtime: Runtime, node: ServiceNode, image: str,
+                    argv: tuple[str, ...], what: str, timeout: float, *, slot: int = 0, mounts: tuple[Mount, ...] = (),
+                    environment: dict[str, str] | None = None,
+                    on_output: Callable[[str], None] | None = None) -> ExecResult:
+    """`run_job` for a project known by its name and directory."""
+    base = launch_spec(project, node, slot=slot, generation=0, port=0, base_dir=base_dir)
     launch = dataclasses.replace(
         base,
-        name=f"{tree.project}-{node.path.replace('/', '-')}-{what}-{uuid.uuid4().hex[:6]}",
+        name=f"{project}-{node.path.replace('/', '-')}-{what}-{uuid.uuid4().hex[:6]}",
         image=image,
         command=tuple(argv),
         environment={**base.environment, **(environment or {})},
         mounts=base.mounts + mounts,
-        labels=dataclasses.replace(base.labels, project=jobs_project(tree.project), image=image),
+        labels=dataclasses.replace(base.labels, project=jobs_project(project), image=image),
         one_shot=True,
     )
     instance = runtime.start(launch)

@@ -15,6 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from hitless.engine.desired import allocate_port, launch_spec, slot_record
+from hitless.engine.drain import ServiceDrain
 from hitless.engine.health import CheckResult, check_once, wait_healthy
 from hitless.engine.plan import REASON_NOT_RUNNING, REASON_SUPERSEDED, SlotChange, plan_service
 from hitless.engine.proxyctl import ProxyControl, frontend_name
@@ -57,6 +58,7 @@ class Rollout:
         self.replace = replace
         self.started: list[tuple[ServiceNode, Instance]] = []
         self.needs_upgrade: list[SlotChange] = []
+        self.drain = ServiceDrain(project, base_dir, runtime, steps)
         self._background = ThreadPoolExecutor(max_workers=16, thread_name_prefix="retire")
         self._retiring: list[Future] = []
 
@@ -171,6 +173,8 @@ class Rollout:
         news = [self._start(node, slot) for slot in slots]
         self._each(lambda new: self._gate(node, new), news)
         self._each(lambda new: self._serve(fe, node, new), news)
+        if node.service.drain.after:
+            self._each(functools.partial(self.drain.after_start, node), news)
 
     @staticmethod
     def _each(action: Callable[[Instance], None], instances: list[Instance]) -> None:
@@ -254,13 +258,15 @@ class Rollout:
             raise first
 
     def _retire_now(self, fe: str | None, node: ServiceNode, old: Instance) -> None:
-        stop = node.service.stop
+        deadline = node.service.drain.deadline
         if fe:
-            drained = self.steps.run("drain", old.name, lambda: self._proxy.drain_and_forget(fe, old.name, stop.kill_after),
+            drained = self.steps.run("drain", old.name, lambda: self._proxy.drain_and_forget(fe, old.name, deadline),
                                      f"drain {old.name}: no new requests, in-flight ones finish", node.path)
             if not drained:
-                self.steps.warning(f"{old.name}: requests still in flight after {stop.kill_after:.0f}s of draining")
-        self._stop(old, stop)
+                self.steps.warning(f"{old.name}: requests still in flight after {deadline:.0f}s of draining")
+        if node.service.drain.before or node.service.drain.until:
+            self.drain.before_stop(node, old)
+        self._stop(old, node.service.stop)
 
     def _discard(self, node: ServiceNode, inst: Instance) -> None:
         """Take a failed new instance away: out of the pool, stopped, removed."""

@@ -160,6 +160,43 @@ class Stop(_Strict):
         return self.grace if self.ceiling is None else self.ceiling
 
 
+class Drain(_Strict):
+    """How an old instance is drained before it stops, and the bound of every drain.
+
+    The proxy drains a service with a frontend: no new requests, in-flight ones finish. It waits
+    at most `deadline`; then what is still open (a request, a WebSocket, another tunnel) is
+    closed and the stop goes ahead. A service the proxy does not front (an RPC consumer, a
+    host-bound agent) can name its own drain: `before` runs (each command in turn) before its
+    old instance stops, `until` is run every `interval` until it exits 0 (drained; at most
+    `deadline`), and `after` runs once each new instance is healthy. The commands run as
+    one-shot instances of `image` (default: the service's own) with the service's environment,
+    volumes and network, or on this machine (`where: host`); $HITLESS_INSTANCE names the
+    instance being drained (empty for `after`), $HITLESS_HOST its host. They must be idempotent:
+    a resumed upgrade may run them again.
+    """
+
+    deadline: Duration = Field(default=300.0, description="the longest any drain of this service may take")
+    before: tuple[Argv, ...] = ()
+    until: Argv | None = None
+    interval: Duration = 5.0
+    after: tuple[Argv, ...] = ()
+    image: str | None = Field(default=None, description="the image the commands run in (default: the service's)")
+    where: Literal["image", "host"] = "image"
+    environment: Annotated[dict[str, str], BeforeValidator(_environment_values)] = Field(default_factory=dict)
+
+    @field_validator("image")
+    @classmethod
+    def _tagged(cls, value: str | None) -> str | None:
+        if value is not None and not _IMAGE.match(value):
+            raise ValueError(f"invalid image {value!r} (expected repo:tag)")
+        return value
+
+    @property
+    def has_commands(self) -> bool:
+        """True when the service names commands of its own."""
+        return bool(self.before or self.until or self.after)
+
+
 class Update(_Strict):
     """How a service's slots are replaced in an upgrade."""
 
@@ -320,6 +357,7 @@ class Service(_Strict):
     network: Network
     health: Health = Health()
     stop: Stop = Stop()
+    drain: Drain = Drain()
     update: Update = Update()
     options: Options = Options()
     frontend: FrontendSpec | None = None
