@@ -64,7 +64,6 @@ def needs_bootstrap(node: ServiceNode, observed: Iterable[Instance]) -> bool:
             and not any(i.labels.service_path == node.path for i in observed))
 
 
-def older_generations(runtime: Runtime, project: str, node: ServiceNode) -> list[str]:
+def older_generations(observed: Iterable[Instance], node: ServiceNode) -> list[str]:
     """Names of the service's instances that do not run its image: contract must wait for them."""
-    return [i.name for i in runtime.instances(project)
-            if i.labels.service_path == node.path and i.labels.image != node.service.image]
+    return [i.name for i in observed if i.labels.service_path == node.path and i.labels.image != node.service.image]

@@ -280,20 +280,30 @@ class Engine:
 
     def _contract(self, tree: DesiredTree, steps: StepRunner, targets: list[ServiceNode], done: set[tuple[str, str]],
                   partial: bool = False) -> None:
-        """Contract migrations, once no instance of an older generation remains. After an
-        upgrade of some hosts only (`partial`), older instances elsewhere make it wait, not fail."""
-        for node in targets:
+        """Contract migrations, once no instance of an older generation remains: of the service
+        itself (after an upgrade of some hosts only, `partial`, older ones elsewhere make it wait,
+        not fail), and of what its `contract_after` names, which make it wait: the run that
+        upgrades the last of them runs it (a service's contract is looked at whenever one of them
+        is upgraded)."""
+        chosen = {n.path for n in targets}
+        observed = self.runtime.instances(tree.project)
+        for node in tree.services():
             mig = node.service.migrations
             if mig is None or mig.contract is None or ("contract", node.path) in done:
                 continue
-            older = older_generations(self.runtime, tree.project, node)
-            if older and partial:
-                self.emit(Event("info", f"contract migration of {node.path} waits: {len(older)} instance(s) on other "
-                                        "hosts run an older image (it runs with the upgrade of the last of them)"))
+            after = [s for s in tree.select(mig.contract_after) if s.path != node.path]
+            if node.path not in chosen and not chosen & {s.path for s in after}:
                 continue
-            if older:
+            older = older_generations(observed, node)
+            if older and node.path in chosen and not partial:
                 raise OperationFailed(f"contract migration of {node.path} refused: older instances remain "
                                       f"({', '.join(older)}); `hitless resume` once they are gone")
+            older += [name for s in after for name in older_generations(observed, s)]
+            if older:
+                self.emit(Event("info", f"contract migration of {node.path} waits: {len(older)} instance(s) run an "
+                                        f"older image ({', '.join(older[:5])}{', ...' if len(older) > 5 else ''}); "
+                                        "it runs with the upgrade of the last of them"))
+                continue
             steps.run("contract", node.path, functools.partial(run_phase, tree, self.runtime, node, "contract"),
                       f"contract migration of {node.path}", node.path)
 

@@ -122,6 +122,19 @@ def _check_host_ports(root: SetNode, problems: list[str]) -> None:
         claimed.append((node.path, mine))
 
 
+def _check_contract_after(root: SetNode, problems: list[str]) -> None:
+    """`migrations.contract_after` names sets and services of the tree."""
+    known = {node.path for node in root.walk()}
+    for node in root.services():
+        mig = node.service.migrations
+        for path in mig.contract_after if mig is not None else ():
+            if path not in known:
+                problems.append(f"sets.{node.path.replace('/', '.')}.migrations.contract_after: no set or service {path!r}")
+            elif mig is not None and mig.contract is None:
+                problems.append(f"sets.{node.path.replace('/', '.')}.migrations.contract_after: "
+                                "there is no contract to wait with")
+
+
 def _check_inventory(spec: Spec, problems: list[str]) -> None:
     """Groups name hosts, and no group is named like a host; the proxy's host exists."""
     for group, members in spec.groups.items():
@@ -191,6 +204,7 @@ def parse_spec(text: str, source: str = DEFAULT_SPEC, base_dir: Path | None = No
         root = _build_set(raw["sets"], "", "sets", problems)
         if root is not None:
             _check_host_ports(root, problems)
+            _check_contract_after(root, problems)
             if spec is not None:
                 _check_inventory(spec, problems)
                 root = _place(root, spec, problems)

@@ -324,6 +324,10 @@ class Migrations(_Strict):
     `online` splits what `offline` would do into a copy made while the old version serves and a
     cut-over inside the held window.
     `status` prints the schema revision, recorded with each snapshot.
+    `contract_after` names sets or services that must all run their spec's image before
+    `contract` runs (Nova's online data migrations wait for the last old compute): an upgrade
+    that leaves one of them on an older image leaves the contract for the run that upgrades the
+    last of them.
     """
 
     bootstrap: Argv | None = None
@@ -332,6 +336,8 @@ class Migrations(_Strict):
     offline: Argv | None = None
     online: OnlineMigration | None = None
     status: Argv | None = None
+    contract_after: Annotated[tuple[str, ...], BeforeValidator(_names)] = Field(
+        default=(), description="sets or services that must all be upgraded before `contract` runs")
     timeout: Duration = 3600.0
 
     @model_validator(mode="after")
