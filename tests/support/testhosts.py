@@ -497,6 +497,7 @@ class TestHosts:
             host.sshd_pid = None
         else:
             os.kill(host.dockerd_pid, signal.SIGSTOP)
+            _wait_stopped(host.dockerd_pid)
 
     def make_reachable(self, host: TestHost) -> None:
         """Undo ``make_unreachable``."""
@@ -814,3 +815,21 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _wait_stopped(pid: int, timeout: float = 5.0) -> None:
+    """Wait until every thread of ``pid`` is stopped: SIGSTOP takes effect on each thread as it
+    next leaves the kernel, and a thread busy meanwhile (a loaded machine) could still answer."""
+    deadline = time.monotonic() + timeout
+    while True:
+        states = []
+        for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
+            try:
+                states.append(stat.read_text().rpartition(")")[2].split()[0])
+            except (OSError, IndexError):
+                continue
+        if states and all(s in "tT" for s in states):
+            return
+        if time.monotonic() > deadline:
+            raise TestHostError(f"dockerd {pid} not stopped {timeout:g} s after SIGSTOP (thread states {states})")
+        time.sleep(0.01)
