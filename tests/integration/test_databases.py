@@ -193,6 +193,13 @@ def test_rollback_across_a_contract_needs_and_gets_the_snapshot(project):
     before = p.networks()
     p.write("2.0", ONLINE)
     assert p.cli("upgrade").returncode == 0
+    running = {c.id for c in p.containers()}
+    refused = p.cli("rollback", "netapi")  # 1.0 would fail its gate on 2.0's contracted schema
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    line = refused.stderr.strip().splitlines()[-1]
+    assert "rollback of netapi/api refused: its contract migration ran" in line
+    assert "--restore-db` restores snapshot" in line and "discards every write made since" in line
+    assert {c.id for c in p.containers()} == running and p.images() == {"netapi:2.0"}  # nothing started
     with Load("127.0.0.1", p.port, workers=1) as load:
         result = p.cli("rollback", "netapi", "--restore-db")
     assert result.returncode == 0, result.stderr

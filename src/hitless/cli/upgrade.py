@@ -20,7 +20,7 @@ from hitless.cli.plan import render
 from hitless.cli.progress import make_progress
 from hitless.engine.snapshots import covered
 from hitless.engine.steps import Event
-from hitless.engine.upgrade import Engine, UpgradeRequest, plan_for, rollback_request, selected_services
+from hitless.engine.upgrade import Engine, UpgradeRequest, contracts_crossed, plan_for, rollback_request, selected_services
 from hitless.errors import BadInput, ExitStatus
 from hitless.probe import SCENARIOS, ProbeSession, target_url, write_report
 from hitless.spec.load import DEFAULT_SPEC
@@ -118,6 +118,24 @@ def with_snapshot(tree, journal, request: UpgradeRequest, snapshot_id: int | Non
     raise BadInput(f"no snapshot to restore for {', '.join(request.paths)} (see `hitless snapshots`)")
 
 
+def refuse_across_contract(ctx, request: UpgradeRequest, generation: int | None) -> None:
+    """A rollback to a version older than a contract migration since: refused before anything
+    starts, naming the snapshot `--restore-db` would restore and what that discards."""
+    crossed = contracts_crossed(ctx.tree, ctx.runtime, ctx.journal, request.paths, generation)
+    if not crossed:
+        return
+    service, deployment, when = crossed[0]
+    try:
+        snap = ctx.journal.snapshots(ctx.tree.project, with_snapshot(ctx.tree, ctx.journal, request).snapshot_set)[0]
+        remedy = (f"`hitless rollback {' '.join(request.paths)} --restore-db` restores snapshot {snap.id} of "
+                  f"{snap.set_path}, taken {snap.created_at}, and discards every write made since")
+    except BadInput:
+        remedy = "no snapshot covers it: restore the database by hand first"
+    raise BadInput(f"rollback of {service} refused: its contract migration ran at {when} (deployment {deployment}), "
+                   f"after the known good state it would return to, whose version may not run on that schema; "
+                   f"{remedy}")
+
+
 def _execute(args: argparse.Namespace, kind: str) -> int:
     progress = make_progress(args.json)
     stop = threading.Event()
@@ -145,6 +163,8 @@ def _execute(args: argparse.Namespace, kind: str) -> int:
                 request = rollback_request(ctx.tree, ctx.runtime, ctx.journal, request, args.to_generation)
                 if args.restore_db:
                     request = with_snapshot(ctx.tree, ctx.journal, request)
+                else:
+                    refuse_across_contract(ctx, request, args.to_generation)
             plan = plan_for(request, ctx.runtime)
             if args.json:
                 progress(Event("plan", "plan", fields={"plan": plan.to_dict()}))

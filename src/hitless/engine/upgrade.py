@@ -348,7 +348,7 @@ class Engine:
         self.emit(Event("phase", "rolling back to the last known good state"))
         tree = request.tree()
         failed = selected_services(tree, request.paths, request.until)
-        targets = [t for t in (last_good(self.journal, tree, n, avoid=_desired_key(n)) for n in failed) if t is not None]
+        targets = [t[0] for t in (last_good(self.journal, tree, n, avoid=_desired_key(n)) for n in failed) if t is not None]
         steps = StepRunner(self.journal, deployment, self.emit, self.stop_requested)
         rollout = self._rollout(tree, steps, targets)
         try:
@@ -380,22 +380,23 @@ def _node_from(node: ServiceNode, records: list[SlotRecord]) -> ServiceNode:
 
 
 def last_good(journal: Journal, tree: DesiredTree, node: ServiceNode, avoid: tuple[str, str] | None = None,
-              generation: int | None = None) -> ServiceNode | None:
+              generation: int | None = None) -> tuple[ServiceNode, int] | None:
     """The service as its newest known good state had it (other than `avoid`, or the one
-    holding `generation`); None when there is none."""
-    for _, records in journal.good_states(tree.project, node.path):
+    holding `generation`), with the deployment that left it; None when there is none."""
+    for deployment, records in journal.good_states(tree.project, node.path):
         keys = {(r.image, r.config_hash) for r in records}
         if generation is not None and generation not in {r.generation for r in records}:
             continue
         if generation is None and avoid is not None and keys == {avoid}:
             continue
-        return _node_from(node, records)
+        return _node_from(node, records), deployment
     return None
 
 
 def rollback_targets(tree: DesiredTree, runtime: Runtime, journal: Journal, paths: tuple[str, ...],
-                     generation: int | None) -> list[ServiceNode]:
-    """For `hitless rollback`: each selected service as the known good state before what runs now."""
+                     generation: int | None) -> list[tuple[ServiceNode, int]]:
+    """For `hitless rollback`: each selected service as the known good state before what runs
+    now, with the deployment that left that state."""
     running: dict[str, set[tuple[str, str]]] = defaultdict(set)
     for inst in runtime.instances(tree.project):
         if inst.running:
@@ -403,9 +404,9 @@ def rollback_targets(tree: DesiredTree, runtime: Runtime, journal: Journal, path
     targets = []
     for node in tree.select(paths):
         now = running.get(node.path, set())
-        target = last_good(journal, tree, node, avoid=next(iter(now)) if len(now) == 1 else None, generation=generation)
-        if target is not None:
-            targets.append(target)
+        found = last_good(journal, tree, node, avoid=next(iter(now)) if len(now) == 1 else None, generation=generation)
+        if found is not None:
+            targets.append(found)
     if not targets:
         what = f"generation {generation}" if generation is not None else "an earlier known good state"
         raise BadInput(f"nothing to roll back to: no {what} of {', '.join(paths) or tree.project} in the journal")
@@ -416,9 +417,19 @@ def rollback_request(tree: DesiredTree, runtime: Runtime, journal: Journal, base
                      generation: int | None = None) -> UpgradeRequest:
     """A request that returns the selected services to their known good state (fixed now, so a
     resumed rollback goes to the same place)."""
-    targets = rollback_targets(tree, runtime, journal, base.paths, generation)
+    targets = [node for node, _ in rollback_targets(tree, runtime, journal, base.paths, generation)]
     return dataclasses.replace(base, kind="rollback", paths=tuple(t.path for t in targets),
                                services={t.path: t.service.model_dump_json() for t in targets})
+
+
+def contracts_crossed(tree: DesiredTree, runtime: Runtime, journal: Journal, paths: tuple[str, ...],
+                      generation: int | None = None) -> list[tuple[str, int, str]]:
+    """(service, deployment, when) of each contract migration that ran after the known good state
+    a rollback of `paths` would return to: the older version may not run on that schema."""
+    crossed = []
+    for node, good in rollback_targets(tree, runtime, journal, paths, generation):
+        crossed += [(node.path, deployment, when) for deployment, when in journal.contracts_since(tree.project, node.path, good)]
+    return crossed
 
 
 def plan_for(request: UpgradeRequest, runtime: Runtime):

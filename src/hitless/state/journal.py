@@ -318,6 +318,17 @@ class Journal:
                     (deployment_id, r.service_path, r.slot, r.generation, r.image, r.config_hash, r.service_json),
                 )
 
+    def contracts_since(self, project: str, service_path: str, deployment_id: int) -> list[tuple[int, str]]:
+        """Contract migrations of a service that ran in deployments after `deployment_id`:
+        (deployment id, when it finished), newest first."""
+        rows = self._query(
+            "SELECT s.deployment_id, s.finished_at FROM steps s JOIN deployments d ON d.id = s.deployment_id "
+            "WHERE d.project=? AND s.kind='contract' AND s.target=? AND s.status='done' AND s.deployment_id > ? "
+            "ORDER BY s.deployment_id DESC",
+            (project, service_path, deployment_id),
+        )
+        return [(int(r[0]), str(r[1])) for r in rows]
+
     def good_states(self, project: str, service_path: str) -> list[tuple[int, list[SlotRecord]]]:
         """The known good states of a service, newest first: (deployment id, its slots)."""
         rows = self._query(
