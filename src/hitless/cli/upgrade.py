@@ -13,7 +13,6 @@ import os
 import signal
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 from hitless.cli.common import add_json_option, add_spec_options, console, open_context, state_dir
 from hitless.cli.plan import render
@@ -23,7 +22,7 @@ from hitless.engine.steps import Event
 from hitless.engine.upgrade import Engine, UpgradeRequest, plan_for, rollback_request, selected_services
 from hitless.errors import BadInput, ExitStatus
 from hitless.probe import SCENARIOS, ProbeSession, target_url, write_report
-from hitless.spec.load import DEFAULT_SPEC
+from hitless.spec.load import read_spec
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -100,9 +99,11 @@ def _parse_images(pairs: list[str]) -> dict[str, str]:
 
 
 def _base_request(args: argparse.Namespace, kind: str) -> UpgradeRequest:
-    spec = Path(args.spec_file or DEFAULT_SPEC)
-    return UpgradeRequest(kind=kind, spec_text=spec.read_text(encoding="utf-8"), source=str(spec),
-                   base_dir=str(spec.resolve().parent), paths=tuple(getattr(args, "sets", ())),
+    # The hitless spec the file stands for (a compose file's conversion, with its .env and env
+    # files read now): a resumed run carries on with exactly what was asked.
+    loaded = read_spec(args.spec_file)
+    return UpgradeRequest(kind=kind, spec_text=loaded.text, source=loaded.source,
+                   base_dir=str(loaded.tree.base_dir), paths=tuple(getattr(args, "sets", ())),
                    images=_parse_images(getattr(args, "image", [])), until=getattr(args, "until", None),
                    hosts=tuple(h for h in getattr(args, "hosts", "").split(",") if h))
 

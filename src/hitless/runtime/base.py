@@ -75,6 +75,7 @@ class ContainerOptions:
     ipc_mode: str | None = None  # "host", "shareable"
     user: str | None = None
     workdir: str | None = None
+    init: bool = False  # an init as PID 1: forwards signals, reaps orphans (Docker's docker-init)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,6 +95,10 @@ class LaunchSpec:
     # Services (False) get a restart policy that brings them back after a crash or a reboot.
     one_shot: bool = False
     host: str | None = None  # the spec's host to run on; None: this machine's runtime
+    # None: the image's entrypoint. Given, it replaces the image's, and a command left None
+    # runs no default arguments (Docker drops the image's CMD when the entrypoint is set).
+    entrypoint: tuple[str, ...] | None = None
+    extra_labels: dict[str, str] = dataclasses.field(default_factory=dict)  # the user's, beside hitless's
 
 
 @dataclasses.dataclass(frozen=True)

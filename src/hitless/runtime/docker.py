@@ -204,7 +204,7 @@ class DockerRuntime:
         ]
         kwargs: dict[str, Any] = dict(
             name=launch.name,
-            labels=launch.labels.to_dict(),
+            labels={**launch.extra_labels, **launch.labels.to_dict()},
             environment=dict(launch.environment),
             command=list(launch.command) if launch.command is not None else None,
             mounts=mounts,
@@ -219,6 +219,11 @@ class DockerRuntime:
             working_dir=opts.workdir,
             restart_policy=dict(ONE_SHOT_RESTART_POLICY if launch.one_shot else RESTART_POLICY),
         )
+        if launch.entrypoint is not None:
+            # The engine reads [] as "not given" and [""] as "none": an empty one drops the image's.
+            kwargs["entrypoint"] = list(launch.entrypoint) or [""]
+        if opts.init:
+            kwargs["init"] = True  # the engine's docker-init (tini) as PID 1
         # create + start rather than containers.run: run() pulls a missing image, and no
         # registry can be reached here.
         with engine_errors(f"create container {launch.name!r} from image '{launch.image}'"):
