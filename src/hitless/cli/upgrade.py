@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from hitless.cli.common import add_json_option, add_spec_options, console, open_context, state_dir
 from hitless.cli.plan import render
 from hitless.cli.progress import make_progress
+from hitless.engine.adopt import check_no_compose
 from hitless.engine.snapshots import covered
 from hitless.engine.steps import Event
 from hitless.engine.upgrade import Engine, UpgradeRequest, plan_for, rollback_request, selected_services
@@ -124,6 +125,8 @@ def _execute(args: argparse.Namespace, kind: str) -> int:
     stop = threading.Event()
     try:
         with open_context(args, lock=kind) as ctx, _stop_on_signals(stop):
+            if not args.dry_run and ctx.runtime.kind == "docker":
+                check_no_compose(ctx.tree, ctx.runtime, kind)  # never a silent port conflict
             engine = Engine(ctx.tree, ctx.runtime, ctx.journal, progress, stop, state_dir(ctx.tree))
             if not args.dry_run:
                 engine.reconcile_proxy()

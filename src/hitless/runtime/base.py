@@ -127,6 +127,31 @@ class Instance:
         return (self.host, self.labels.port)
 
 
+COMPOSE_PROJECT_LABEL = "com.docker.compose.project"
+COMPOSE_SERVICE_LABEL = "com.docker.compose.service"
+
+
+@dataclasses.dataclass(frozen=True)
+class ForeignContainer:
+    """A running container hitless did not start (docker-compose's, say), as the engine lists it."""
+
+    id: str
+    name: str
+    image: str
+    labels: dict[str, str]
+    published: tuple[tuple[str, int], ...]  # (host address, host port) of each TCP port it publishes
+
+    @property
+    def compose_project(self) -> str | None:
+        """The docker-compose project that made it, if any."""
+        return self.labels.get(COMPOSE_PROJECT_LABEL)
+
+    @property
+    def compose_service(self) -> str | None:
+        """The docker-compose service it is a container of, if any."""
+        return self.labels.get(COMPOSE_SERVICE_LABEL)
+
+
 @dataclasses.dataclass(frozen=True)
 class ExecResult:
     """Result of a command run inside an instance."""
@@ -179,6 +204,11 @@ class Runtime(Protocol):
 
     def volume_path(self, name: str) -> Path:
         """The host directory holding a named volume's data (created when missing)."""
+        ...
+
+    def foreign(self) -> list[ForeignContainer]:
+        """Running containers on this machine that hitless did not start (none for local processes):
+        what may hold a frontend's port, or run a compose project hitless is to take over."""
         ...
 
     def close(self) -> None:

@@ -22,7 +22,7 @@ import docker.types
 import requests.exceptions
 
 from hitless.errors import BadInput, HitlessError, OperationFailed, RuntimeUnavailable
-from hitless.runtime.base import LABEL_PREFIX, ExecResult, Instance, Labels, LaunchSpec
+from hitless.runtime.base import LABEL_PREFIX, ExecResult, ForeignContainer, Instance, Labels, LaunchSpec
 
 # Kolla's policy, so services come back after a reboot or a crash. Verified against dockerd
 # 20.10 (tests/integration/test_runtime_docker.py): the engine's kill with the container's stop
@@ -401,6 +401,23 @@ class DockerRuntime:
             raise OperationFailed(f"volume {name!r} uses driver {volume.attrs.get('Driver')!r}: "
                                   "only local volumes have a host path")
         return Path(volume.attrs["Mountpoint"])
+
+    def foreign(self) -> list[ForeignContainer]:
+        """Running containers without hitless's labels, with their published TCP ports (one call:
+        the engine's list, not an inspect of each)."""
+        with engine_errors("list running containers"):
+            listed = self.client.api.containers(filters={"status": "running"})
+        found = []
+        for entry in listed:
+            labels = dict(entry.get("Labels") or {})
+            if any(key.startswith(LABEL_PREFIX) for key in labels):
+                continue
+            ports = sorted({(str(p.get("IP") or "0.0.0.0"), int(p["PublicPort"])) for p in entry.get("Ports") or []
+                            if p.get("PublicPort") and p.get("Type", "tcp") == "tcp"})
+            names = entry.get("Names") or [entry["Id"][:12]]
+            found.append(ForeignContainer(id=entry["Id"], name=str(names[0]).lstrip("/"), image=str(entry.get("Image", "")),
+                                          labels=labels, published=tuple(ports)))
+        return sorted(found, key=lambda c: c.name)
 
     def has_image(self, image: str) -> bool:
         """True when the engine holds the image locally."""

@@ -27,7 +27,7 @@ from typing import Any
 
 from hitless.errors import BadInput, OperationFailed
 from hitless.runtime import process_shim
-from hitless.runtime.base import ExecResult, Instance, InstanceState, Labels, LaunchSpec, Mount
+from hitless.runtime.base import ExecResult, ForeignContainer, Instance, InstanceState, Labels, LaunchSpec, Mount
 
 SHIM = Path(process_shim.__file__).resolve()
 EXEC_TIMEOUT_EXIT = 124  # the exit status of timeout(1)
@@ -446,6 +446,10 @@ class ProcessRuntime:
         path = self._volumes / name
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+    def foreign(self) -> list[ForeignContainer]:
+        """Local processes hold no container of anyone else's."""
+        return []
 
     def has_image(self, image: str) -> bool:
         """True when the image reference is in the mapping this runtime was given."""

@@ -95,6 +95,15 @@ def translate(problem: str, converted: Converted) -> str:
     return problem
 
 
+class _Dumper(yaml.SafeDumper):
+    """Block style, but a list or mapping of plain values on one line, as a person writes a spec."""
+
+    def represent_sequence(self, tag, sequence, flow_style=None):
+        flat = all(not isinstance(v, (dict, list)) for v in sequence)
+        return super().represent_sequence(tag, sequence, flow_style=flat and bool(sequence))
+
+
 def explain(converted: Converted) -> str:
     """The hitless spec a compose file became, as YAML a hitless spec file could hold."""
-    return yaml.safe_dump(converted.spec, sort_keys=False, default_flow_style=False, allow_unicode=True, width=110)
+    return yaml.dump(converted.spec, Dumper=_Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True,
+                     width=110)
