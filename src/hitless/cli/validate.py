@@ -29,5 +29,5 @@ def run(args: argparse.Namespace) -> int:
     replicas = sum(s.service.replicas for s in services)
     kind = "compose file" if loaded.compose else "spec"
     console.print(f"{loaded.source}: valid {kind} — project {tree.project}, "
-                  f"{len(services)} service(s), {replicas} replica(s)", markup=False)
+                  f"{len(services)} service(s), {replicas} replica(s)", markup=False, soft_wrap=True)
     return ExitStatus.OK

@@ -64,7 +64,6 @@ class Handover:
     containers: tuple[str, ...]
     listen: str | None
     signalled: float
-    exited: float
     bound: float | None
     served: float
     stops: tuple[StopOutcome, ...]
@@ -82,9 +81,8 @@ class Handover:
         if self.bound is None or self.gap is None:
             return f"{self.service}: {who} stopped ({stopped}); hitless's instances serve in its place"
         return (f"{self.service}: {self.listen} handed over from {who} to the proxy: gap {self.gap * 1000:.0f} ms "
-                f"(stop signal → proxy bound; {max(0.0, self.bound - self.exited) * 1000:.0f} ms after it exited, "
-                f"{stopped}), then requests held {(self.served - self.bound) * 1000:.0f} ms until hitless's "
-                "instances took them")
+                f"(from its stop signal until the proxy bound the port; {stopped}), then requests held "
+                f"{(self.served - self.bound) * 1000:.0f} ms until hitless's instances took them")
 
     def to_dict(self) -> dict[str, object]:
         """For --json and the journal."""
@@ -214,7 +212,6 @@ class Takeover:
                         self.proxy.serve_now(frontend_name(node.path), warm)
                 times["served"] = time.monotonic()
                 outcomes.extend(f.result() for f in futures)
-            times["exited"] = times["signalled"] + max((o.seconds for o in outcomes), default=0.0)
             for c in containers:
                 self.runtime.remove(c.id)
 
@@ -223,4 +220,4 @@ class Takeover:
         self.steps.run("adopt", node.path, switch, what, node.path)
         return Handover(node.path, tuple(c.name for c in containers),
                         node.service.frontend.listen if fronted and node.service.frontend else None,
-                        times["signalled"], times["exited"], times.get("bound"), times["served"], tuple(outcomes))
+                        times["signalled"], times.get("bound"), times["served"], tuple(outcomes))

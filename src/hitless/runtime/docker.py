@@ -410,7 +410,8 @@ class DockerRuntime:
         found = []
         for entry in listed:
             labels = dict(entry.get("Labels") or {})
-            if any(key.startswith(LABEL_PREFIX) for key in labels):
+            # hitless's instances and jobs, and its proxy (an image's own io.hitless.* labels do not count)
+            if f"{LABEL_PREFIX}project" in labels or f"{LABEL_PREFIX}proxy.project" in labels:
                 continue
             ports = sorted({(str(p.get("IP") or "0.0.0.0"), int(p["PublicPort"])) for p in entry.get("Ports") or []
                             if p.get("PublicPort") and p.get("Type", "tcp") == "tcp"})

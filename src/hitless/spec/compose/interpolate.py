@@ -16,6 +16,7 @@ from typing import Any
 
 _NAME = re.compile(r"[_A-Za-z][_A-Za-z0-9]*")
 _OPERATORS = (":-", ":?", ":+", "-", "?", "+")
+MAX_NESTING = 16  # `${A:-${B:-...}}` levels: a template deeper than this is no configuration
 
 
 class InterpolationError(ValueError):
@@ -28,9 +29,19 @@ class Interpolator:
 
     environment: Mapping[str, str]
     unset: list[str] = dataclasses.field(default_factory=list)
+    _depth: int = 0
 
     def text(self, template: str) -> str:
         """One string, interpolated."""
+        if self._depth > MAX_NESTING:
+            raise InterpolationError(f"interpolations nested deeper than {MAX_NESTING} levels")
+        self._depth += 1
+        try:
+            return self._text(template)
+        finally:
+            self._depth -= 1
+
+    def _text(self, template: str) -> str:
         out: list[str] = []
         i = 0
         while i < len(template):

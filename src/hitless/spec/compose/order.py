@@ -10,6 +10,7 @@ in that order, each service healthy before the next starts, as compose starts th
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import re
 from typing import Any
 
@@ -41,21 +42,29 @@ def check_dependencies(names: list[str], depends: dict[str, list[str]], problems
                 ok = False
     if not ok:
         return False
-    state: dict[str, int] = {}  # 1: on the path being walked, 2: done
-
-    def visit(name: str, trail: list[str]) -> bool:
-        if state.get(name) == 2:
-            return True
-        if state.get(name) == 1:
-            cycle = trail[trail.index(name):] + [name]
-            problems.append(f"services.{cycle[0]}.depends_on: a cycle: {' → '.join(cycle)}")
-            return False
-        state[name] = 1
-        good = all(visit(dep, [*trail, name]) for dep in depends.get(name, []))
-        state[name] = 2
-        return good
-
-    return all(visit(n, []) for n in names)
+    done: set[str] = set()
+    for start in names:
+        # Depth first without recursion: a chain of thousands of services must not overflow the stack.
+        trail: list[str] = []
+        stack: list[tuple[str, int]] = [(start, 0)]
+        while stack:
+            name, index = stack.pop()
+            if index == 0:
+                if name in done:
+                    continue
+                if name in trail:
+                    cycle = trail[trail.index(name):] + [name]
+                    problems.append(f"services.{cycle[0]}.depends_on: a cycle: {' → '.join(cycle)}")
+                    return False
+                trail.append(name)
+            deps = depends.get(name, [])
+            if index < len(deps):
+                stack.append((name, index + 1))
+                stack.append((deps[index], 0))
+            else:
+                trail.pop()
+                done.add(name)
+    return True
 
 
 def _groups(raw: Any, path: str, names: set[str], placed: set[str], problems: list[str]) -> list[Group | str]:
@@ -89,20 +98,32 @@ def _groups(raw: Any, path: str, names: set[str], placed: set[str], problems: li
 
 def _sorted(items: list[Group | str], position: dict[str, int], depends: dict[str, list[str]],
             where: str, problems: list[str]) -> list[Group | str]:
-    """Items ordered dependencies first, otherwise by the file's order of their first service."""
-    members = [set(i.services()) if isinstance(i, Group) else {i} for i in items]
-    needs = [{j for j, theirs in enumerate(members) if j != k and any(d in theirs for s in mine for d in depends[s])}
-             for k, mine in enumerate(members)]
+    """Items ordered dependencies first, otherwise by the file's order of their first service
+    (Kahn's algorithm, the earliest ready item first)."""
+    members = [i.services() if isinstance(i, Group) else [i] for i in items]
+    item_of = {s: k for k, mine in enumerate(members) for s in mine}
+    needs: list[set[int]] = [{item_of[d] for s in mine for d in depends[s] if item_of.get(d, k) != k}
+                             for k, mine in enumerate(members)]
+    waiting = [len(n) for n in needs]
+    needed_by: list[list[int]] = [[] for _ in items]
+    for k, mine in enumerate(needs):
+        for j in mine:
+            needed_by[j].append(k)
+    first = [min(position[s] for s in mine) for mine in members]
+    ready = [(first[k], k) for k in range(len(items)) if not waiting[k]]
+    heapq.heapify(ready)
     order: list[int] = []
-    left = sorted(range(len(items)), key=lambda k: min(position[s] for s in members[k]))
-    while left:
-        ready = next((k for k in left if needs[k] <= set(order)), None)
-        if ready is None:
-            stuck = ", ".join(i.name if isinstance(i, Group) else i for i in (items[k] for k in left))
-            problems.append(f"{where}: {stuck} depend on each other through depends_on: put them in one set")
-            return items
-        order.append(ready)
-        left.remove(ready)
+    while ready:
+        _, k = heapq.heappop(ready)
+        order.append(k)
+        for j in needed_by[k]:
+            waiting[j] -= 1
+            if not waiting[j]:
+                heapq.heappush(ready, (first[j], j))
+    if len(order) < len(items):
+        stuck = ", ".join(i.name if isinstance(i, Group) else i for k, i in enumerate(items) if waiting[k])
+        problems.append(f"{where}: {stuck} depend on each other through depends_on: put them in one set")
+        return items
     result: list[Group | str] = []
     for k in order:
         item = items[k]
