@@ -235,7 +235,8 @@ def read_text(file: Path, what: str = "spec") -> str:
     except OSError as exc:
         raise BadInput(f"{file}: cannot read {what}: {exc.strerror}") from None
     if len(data) > MAX_SPEC_BYTES:
-        raise SpecError(str(file), [f"larger than {MAX_SPEC_BYTES // 2**20} MiB: not a {what} file?"])
+        article = "an" if what[0] in "aeiou" else "a"
+        raise SpecError(str(file), [f"larger than {MAX_SPEC_BYTES // 2**20} MiB: not {article} {what} file?"])
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:

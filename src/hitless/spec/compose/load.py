@@ -65,7 +65,7 @@ def load_compose(file: Path, raw: Any, environ: Mapping[str, str]) -> LoadedComp
 
     def read_env_file(path: str, required: bool, raw_format: bool) -> dict[str, str] | None:
         target = directory / path
-        if not target.is_file():
+        if not target.exists():
             if required:
                 raise ValueError("no such env file")
             return None
