@@ -211,7 +211,7 @@ def _network(b: _Builder) -> None:
     if mode == "host":
         b.problem("network_mode", "host networking needs x-hitless.network: {mode: host, ports: FIRST-LAST} (one port "
                   "per instance, given in $HITLESS_PORT)")
-    elif target is None and "ports" not in b.raw:
+    elif target is None and not b.raw.get("ports"):  # (ports that did not parse are a problem already)
         b.problems.append(f"{b.path}: no port: publish the one the service listens on (ports), expose it (expose), "
                           "or give x-hitless.network")
     elif target is not None:
@@ -226,7 +226,11 @@ def _healthcheck(b: _Builder) -> None:
         b.problem("healthcheck", "expected a mapping")
         return
     check_keys(hc, f"{b.path}.healthcheck", HEALTHCHECK, HEALTHCHECK_SUPPORTED, b.problems)
-    disabled = b.parsed("healthcheck", lambda v: values.boolean(v.get("disable", False)))
+    try:
+        disabled = values.boolean(hc.get("disable", False))
+    except ValueError as exc:
+        b.problem("healthcheck.disable", str(exc))
+        return
     test = hc.get("test")
     if isinstance(test, str):
         test = ["CMD-SHELL", test]
