@@ -9,6 +9,7 @@ command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
 [ -x /bin/busybox ] || need+=(busybox-static)
 [ -x /usr/bin/chromium ] || need+=(chromium)  # the report's browser test renders report.html headless
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)  # a test host is reached over ssh:// (tests/support/testhosts.py)
+[ -x /usr/bin/docker-compose ] || need+=(docker-compose)  # Debian's 1.29: what compose users do today (tests/integration/test_compose.py)
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null

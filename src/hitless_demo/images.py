@@ -27,7 +27,7 @@ from hitless_demo.venvimage import fill_wheelhouse, pip_wheel
 REPOSITORY = "netapi"
 VERSIONS = ("1.0", "2.0", "3.0")
 DRIVERS = ("PyMySQL==1.2.4", "psycopg2-binary==2.9.13")
-NOT_IN_IMAGE = ("Dockerfile", "hitless.yaml", "*.md", "__pycache__", "*.pyc")
+NOT_IN_IMAGE = ("Dockerfile", "hitless.yaml", "compose.yaml", "*.md", "__pycache__", "*.pyc")
 
 
 def _driver_wheels(wheelhouse: Path) -> list[Path]:

@@ -15,7 +15,8 @@ from rich.console import Console
 from hitless.runtime.base import Runtime
 from hitless.runtime.process import ProcessImage
 from hitless.runtime.select import open_runtime
-from hitless.spec import DesiredTree, load_spec
+from hitless.spec import DesiredTree
+from hitless.spec.load import LoadedSpec, read_spec
 from hitless.state.journal import Journal
 from hitless.state.lock import ProjectLock
 
@@ -28,7 +29,8 @@ err_console = Console(stderr=True, highlight=False)
 def add_spec_options(parser: argparse.ArgumentParser, *, runtime: bool = True) -> None:
     """-f FILE, and --runtime for commands that touch instances."""
     parser.add_argument("-f", "--file", dest="spec_file", metavar="FILE", default=None,
-                        help="spec file (default: hitless.yaml in the current directory)")
+                        help="spec file: hitless's own or a compose file (default: hitless.yaml in the current "
+                             "directory, else compose.yaml, compose.yml, docker-compose.yaml, docker-compose.yml)")
     if runtime:
         parser.add_argument("--runtime", choices=("auto", "docker", "process"), default=None,
                             help="where instances run (default: the spec's 'runtime', else auto)")
@@ -68,11 +70,19 @@ class Context:
 def open_context(args: argparse.Namespace, lock: str | None = None) -> Iterator[Context]:
     """Load the spec (failing before anything else on a bad one), take the project lock when
     the command changes anything (`lock` names the command), then open runtime and journal."""
-    tree = load_spec(args.spec_file)
+    tree = load(args).tree
     with contextlib.ExitStack() as stack:
         if lock is not None:
             stack.enter_context(ProjectLock(state_dir(tree), lock))
         yield stack.enter_context(_opened(tree, getattr(args, "runtime", None) or tree.spec.runtime))
+
+
+def load(args: argparse.Namespace) -> LoadedSpec:
+    """Read the spec `-f` names (or the one found by default); say what its reading warns about."""
+    loaded = read_spec(args.spec_file)
+    for warning in loaded.warnings:
+        reporter("warning", f"{loaded.source}: {warning}")
+    return loaded
 
 
 @contextlib.contextmanager

@@ -13,17 +13,17 @@ import os
 import signal
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 from hitless.cli.common import add_json_option, add_spec_options, console, open_context, state_dir
 from hitless.cli.plan import render
 from hitless.cli.progress import make_progress
+from hitless.engine.adopt import check_no_compose
 from hitless.engine.snapshots import covered
 from hitless.engine.steps import Event
 from hitless.engine.upgrade import Engine, UpgradeRequest, contracts_crossed, plan_for, rollback_request, selected_services
 from hitless.errors import BadInput, ExitStatus
 from hitless.probe import SCENARIOS, ProbeSession, target_url, write_report
-from hitless.spec.load import DEFAULT_SPEC
+from hitless.spec.load import read_spec
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -100,9 +100,11 @@ def _parse_images(pairs: list[str]) -> dict[str, str]:
 
 
 def _base_request(args: argparse.Namespace, kind: str) -> UpgradeRequest:
-    spec = Path(args.spec_file or DEFAULT_SPEC)
-    return UpgradeRequest(kind=kind, spec_text=spec.read_text(encoding="utf-8"), source=str(spec),
-                   base_dir=str(spec.resolve().parent), paths=tuple(getattr(args, "sets", ())),
+    # The hitless spec the file stands for (a compose file's conversion, with its .env and env
+    # files read now): a resumed run carries on with exactly what was asked.
+    loaded = read_spec(args.spec_file)
+    return UpgradeRequest(kind=kind, spec_text=loaded.text, source=loaded.source,
+                   base_dir=str(loaded.tree.base_dir), paths=tuple(getattr(args, "sets", ())),
                    images=_parse_images(getattr(args, "image", [])), until=getattr(args, "until", None),
                    hosts=tuple(h for h in getattr(args, "hosts", "").split(",") if h))
 
@@ -141,6 +143,8 @@ def _execute(args: argparse.Namespace, kind: str) -> int:
     stop = threading.Event()
     try:
         with open_context(args, lock=kind) as ctx, _stop_on_signals(stop):
+            if not args.dry_run and ctx.runtime.kind == "docker":
+                check_no_compose(ctx.tree, ctx.runtime, kind)  # never a silent port conflict
             engine = Engine(ctx.tree, ctx.runtime, ctx.journal, progress, stop, state_dir(ctx.tree))
             if not args.dry_run:
                 engine.reconcile_proxy()

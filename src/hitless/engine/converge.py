@@ -10,8 +10,10 @@ from __future__ import annotations
 import dataclasses
 import functools
 import threading
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 
+from hitless.engine.adopt import Handover, Takeover, without_frontends
 from hitless.engine.desired import config_hash, slot_record
 from hitless.engine.migrate import MigrationFailed, needs_bootstrap, run_phase
 from hitless.engine.plan import REASON_NOT_RUNNING, SlotChange, make_plan
@@ -19,7 +21,7 @@ from hitless.engine.proxyctl import ProxyControl, fronted
 from hitless.engine.rollout import GateFailed, Rollout
 from hitless.engine.steps import Emit, Event, StepRunner
 from hitless.errors import BadInput
-from hitless.runtime.base import Instance, Runtime
+from hitless.runtime.base import ForeignContainer, Instance, Runtime
 from hitless.runtime.stop import graceful_stop
 from hitless.spec.model import Stop
 from hitless.spec.tree import DesiredTree
@@ -34,15 +36,22 @@ class UpResult:
     removed: int
     unchanged: int
     needs_upgrade: tuple[SlotChange, ...]  # running slots whose image or config differ
+    handovers: tuple[Handover, ...] = ()  # services taken over from docker-compose (`up --adopt`)
 
 
-def up(tree: DesiredTree, runtime: Runtime, journal: Journal, paths: tuple[str, ...], emit: Emit) -> UpResult:
+def up(tree: DesiredTree, runtime: Runtime, journal: Journal, paths: tuple[str, ...], emit: Emit,
+       takeovers: Mapping[str, tuple[ForeignContainer, ...]] | None = None) -> UpResult:
     """Converge the selected subtrees to a first deployment. When a service has a frontend, the
     proxy is reconciled first: started (supervised) if it is not running, handed over if it is
     another version, its pools refilled with every running, healthy instance. Raises BadInput
     before anything starts when an image is missing, GateFailed when a new instance does not
     become healthy (it is removed; its log tail is in the error), and MigrationFailed when a
-    service's bootstrap (run before its first instance) fails."""
+    service's bootstrap (run before its first instance) fails.
+
+    `takeovers` (service path → its docker-compose containers) takes those services over from
+    compose (engine/adopt.py): their frontends are bound once the compose containers let go of
+    their ports, the proxy's other frontends first."""
+    takeovers = dict(takeovers or {})
     observed = runtime.instances(tree.project)
     plan = make_plan(tree, observed, paths)
     nodes = {n.path: n for n in tree.services()}
@@ -52,20 +61,27 @@ def up(tree: DesiredTree, runtime: Runtime, journal: Journal, paths: tuple[str, 
         raise BadInput(f"image(s) not present on this {runtime.kind} runtime: {', '.join(missing)} "
                        "(build them first; no registry is used)")
 
-    deployment = journal.begin_deployment(tree.project, " ".join(("up", *paths)))
+    deployment = journal.begin_deployment(tree.project, " ".join(("up", *(["--adopt"] if takeovers else []), *paths)))
     steps = StepRunner(journal, deployment, emit, threading.Event())
     selected = tree.select(paths)
     proxy = ProxyControl(tree, runtime, emit) if fronted(tree) else None
     if proxy is not None:
-        steps.run("proxy", proxy.where, functools.partial(proxy.reconcile, tree, runtime),
+        now = without_frontends(tree, set(takeovers))  # their ports are free only once compose lets go
+        steps.run("proxy", proxy.where, functools.partial(proxy.reconcile, now, runtime),
                   "the proxy runs, supervised, and its pools hold what runs")
     rollout = Rollout(tree.project, tree.base_dir, runtime, journal, steps, proxy, replace=False)
+    taking = Takeover(tree.project, runtime, steps, rollout, proxy)
+    handovers: list[Handover] = []
     try:
         for node in selected:
             if needs_bootstrap(node, observed):
                 steps.run("bootstrap", node.path, functools.partial(run_phase, tree, runtime, node, "bootstrap"),
                           f"bootstrap of {node.path} ({node.service.image}): its first instance", node.path)
-            rollout.service(node)
+            if node.path in takeovers:
+                handovers.append(taking.service(node, takeovers[node.path]))
+                emit(Event("phase", f"adopted: {handovers[-1].describe()}", fields={"handover": handovers[-1].to_dict()}))
+            else:
+                rollout.service(node)
         strays = [c for c in plan.of("remove") if c.service_path not in nodes and c.current]
         by_id = {i.id: i for i in observed}
         stop_and_remove(runtime, [(by_id[c.current.instance_id], Stop()) for c in strays
@@ -81,7 +97,7 @@ def up(tree: DesiredTree, runtime: Runtime, journal: Journal, paths: tuple[str, 
             and (i.labels.image, i.labels.config_hash) == wanted[i.labels.service_path][1]]
     journal.finish_deployment(deployment, "succeeded", good=good)
     return UpResult(tuple(i for _, i in rollout.started), len(plan.of("remove")),
-                    len(plan.of("keep")), tuple(rollout.needs_upgrade))
+                    len(plan.of("keep")), tuple(rollout.needs_upgrade), tuple(handovers))
 
 
 def stop_and_remove(runtime: Runtime, victims: list[tuple[Instance, Stop]], emit: Emit) -> None:

@@ -21,14 +21,21 @@ def effective_config(node: ServiceNode) -> dict:
     strategy act from outside the instance and are left out.
     """
     svc = node.service
-    return {
+    options = svc.options.model_dump(mode="json")
+    config = {
         "command": list(svc.command) if svc.command is not None else None,
         "environment": dict(sorted(svc.environment.items())),
         "volumes": [v.model_dump() for v in svc.volumes],
         "network": {"mode": svc.network.mode, "port": svc.network.port},
         "stop_signal": svc.stop.signal,
-        "options": svc.options.model_dump(mode="json"),
+        "options": {k: v for k, v in options.items() if k != "init" or v},
     }
+    # Keys added since the first release count only when set: what ran before keeps its hash.
+    if svc.entrypoint is not None:
+        config["entrypoint"] = list(svc.entrypoint)
+    if svc.labels:
+        config["labels"] = dict(sorted(svc.labels.items()))
+    return config
 
 
 def config_hash(node: ServiceNode) -> str:
@@ -110,10 +117,12 @@ def launch_spec(project: str, node: ServiceNode, slot: int, generation: int, por
         stop_signal=svc.stop.signal,
         options=ContainerOptions(
             privileged=opts.privileged, cap_add=opts.cap_add, cap_drop=opts.cap_drop,
-            pid_mode=opts.pid, ipc_mode=opts.ipc, user=opts.user, workdir=opts.workdir,
+            pid_mode=opts.pid, ipc_mode=opts.ipc, user=opts.user, workdir=opts.workdir, init=opts.init,
         ),
         labels=labels,
         host=node.host_of(slot),
+        entrypoint=svc.entrypoint,
+        extra_labels=dict(svc.labels),
     )
 
 

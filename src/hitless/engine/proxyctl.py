@@ -23,6 +23,7 @@ from hitless.runtime.base import Instance, Runtime
 from hitless.spec.tree import DesiredTree, ServiceNode
 
 START_TIMEOUT = 15.0
+BIND_POLL = 0.005  # seconds between two tries at an address another process is letting go of
 RETIRED_WAIT = 5.0  # seconds a hand-over waits for the old proxy to exit before leaving it to drain
 
 
@@ -229,6 +230,27 @@ class ProxyControl:
         if config.name not in existing:
             self.client.add_frontend(config)
         return config.name
+
+    def bind_when_free(self, node: ServiceNode, until: float) -> float:
+        """Add the service's frontend the moment its address is free (another process is letting
+        it go), trying every few milliseconds until the monotonic time `until`; when it bound.
+        Until backends are added, the frontend holds what arrives."""
+        config = frontend_config(node)
+        while True:
+            try:
+                self.client.add_frontend(config)
+                return time.monotonic()
+            except ProxyError as exc:
+                if exc.status == 409 and "exists" in exc.message:
+                    return time.monotonic()  # a run cut short bound it already
+                if exc.status != 409 or "cannot listen" not in exc.message or time.monotonic() > until:
+                    raise
+            time.sleep(BIND_POLL)
+
+    def serve_now(self, frontend: str, instances: list[Instance]) -> None:
+        """Put instances that passed their gate in the pool, serving at once (no warm-up checks)."""
+        for instance in instances:
+            self.client.add_backend(frontend, instance.name, backend_address(instance), ready=True)
 
     def backends(self, frontend: str) -> dict[str, dict]:
         """The frontend's backends by id (instance name)."""

@@ -75,6 +75,7 @@ class ContainerOptions:
     ipc_mode: str | None = None  # "host", "shareable"
     user: str | None = None
     workdir: str | None = None
+    init: bool = False  # an init as PID 1: forwards signals, reaps orphans (Docker's docker-init)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,6 +95,10 @@ class LaunchSpec:
     # Services (False) get a restart policy that brings them back after a crash or a reboot.
     one_shot: bool = False
     host: str | None = None  # the spec's host to run on; None: this machine's runtime
+    # None: the image's entrypoint. Given, it replaces the image's, and a command left None
+    # runs no default arguments (Docker drops the image's CMD when the entrypoint is set).
+    entrypoint: tuple[str, ...] | None = None
+    extra_labels: dict[str, str] = dataclasses.field(default_factory=dict)  # the user's, beside hitless's
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,6 +125,31 @@ class Instance:
         if not self.running or self.host is None:
             return None
         return (self.host, self.labels.port)
+
+
+COMPOSE_PROJECT_LABEL = "com.docker.compose.project"
+COMPOSE_SERVICE_LABEL = "com.docker.compose.service"
+
+
+@dataclasses.dataclass(frozen=True)
+class ForeignContainer:
+    """A running container hitless did not start (docker-compose's, say), as the engine lists it."""
+
+    id: str
+    name: str
+    image: str
+    labels: dict[str, str]
+    published: tuple[tuple[str, int], ...]  # (host address, host port) of each TCP port it publishes
+
+    @property
+    def compose_project(self) -> str | None:
+        """The docker-compose project that made it, if any."""
+        return self.labels.get(COMPOSE_PROJECT_LABEL)
+
+    @property
+    def compose_service(self) -> str | None:
+        """The docker-compose service it is a container of, if any."""
+        return self.labels.get(COMPOSE_SERVICE_LABEL)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,6 +204,11 @@ class Runtime(Protocol):
 
     def volume_path(self, name: str) -> Path:
         """The host directory holding a named volume's data (created when missing)."""
+        ...
+
+    def foreign(self) -> list[ForeignContainer]:
+        """Running containers on this machine that hitless did not start (none for local processes):
+        what may hold a frontend's port, or run a compose project hitless is to take over."""
         ...
 
     def close(self) -> None:

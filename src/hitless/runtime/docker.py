@@ -22,7 +22,7 @@ import docker.types
 import requests.exceptions
 
 from hitless.errors import BadInput, HitlessError, OperationFailed, RuntimeUnavailable
-from hitless.runtime.base import LABEL_PREFIX, ExecResult, Instance, Labels, LaunchSpec
+from hitless.runtime.base import LABEL_PREFIX, ExecResult, ForeignContainer, Instance, Labels, LaunchSpec
 
 # Kolla's policy, so services come back after a reboot or a crash. Verified against dockerd
 # 20.10 (tests/integration/test_runtime_docker.py): the engine's kill with the container's stop
@@ -204,7 +204,7 @@ class DockerRuntime:
         ]
         kwargs: dict[str, Any] = dict(
             name=launch.name,
-            labels=launch.labels.to_dict(),
+            labels={**launch.extra_labels, **launch.labels.to_dict()},
             environment=dict(launch.environment),
             command=list(launch.command) if launch.command is not None else None,
             mounts=mounts,
@@ -219,6 +219,11 @@ class DockerRuntime:
             working_dir=opts.workdir,
             restart_policy=dict(ONE_SHOT_RESTART_POLICY if launch.one_shot else RESTART_POLICY),
         )
+        if launch.entrypoint is not None:
+            # The engine reads [] as "not given" and [""] as "none": an empty one drops the image's.
+            kwargs["entrypoint"] = list(launch.entrypoint) or [""]
+        if opts.init:
+            kwargs["init"] = True  # the engine's docker-init (tini) as PID 1
         # create + start rather than containers.run: run() pulls a missing image, and no
         # registry can be reached here.
         with engine_errors(f"create container {launch.name!r} from image '{launch.image}'"):
@@ -396,6 +401,24 @@ class DockerRuntime:
             raise OperationFailed(f"volume {name!r} uses driver {volume.attrs.get('Driver')!r}: "
                                   "only local volumes have a host path")
         return Path(volume.attrs["Mountpoint"])
+
+    def foreign(self) -> list[ForeignContainer]:
+        """Running containers without hitless's labels, with their published TCP ports (one call:
+        the engine's list, not an inspect of each)."""
+        with engine_errors("list running containers"):
+            listed = self.client.api.containers(filters={"status": "running"})
+        found = []
+        for entry in listed:
+            labels = dict(entry.get("Labels") or {})
+            # hitless's instances and jobs, and its proxy (an image's own io.hitless.* labels do not count)
+            if f"{LABEL_PREFIX}project" in labels or f"{LABEL_PREFIX}proxy.project" in labels:
+                continue
+            ports = sorted({(str(p.get("IP") or "0.0.0.0"), int(p["PublicPort"])) for p in entry.get("Ports") or []
+                            if p.get("PublicPort") and p.get("Type", "tcp") == "tcp"})
+            names = entry.get("Names") or [entry["Id"][:12]]
+            found.append(ForeignContainer(id=entry["Id"], name=str(names[0]).lstrip("/"), image=str(entry.get("Image", "")),
+                                          labels=labels, published=tuple(ports)))
+        return sorted(found, key=lambda c: c.name)
 
     def has_image(self, image: str) -> bool:
         """True when the engine holds the image locally."""

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from hitless.errors import BadInput, OperationFailed, RuntimeUnavailable
-from hitless.runtime.base import ExecResult, Instance, LaunchSpec
+from hitless.runtime.base import ExecResult, ForeignContainer, Instance, LaunchSpec
 from hitless.runtime.docker import DockerRuntime, engine_errors
 from hitless.spec.model import Host
 
@@ -144,6 +144,10 @@ class HostsRuntime:
     def volume_path(self, name: str) -> Path:
         """A named volume of this machine's engine (a host's volumes are not reachable from here)."""
         return self.local.volume_path(name)
+
+    def foreign(self) -> list[ForeignContainer]:
+        """What runs on this machine's engine without hitless's labels (a compose project runs here)."""
+        return self.local.foreign()
 
     def close(self) -> None:
         for engine in self._engines.values():

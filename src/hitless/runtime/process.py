@@ -27,7 +27,7 @@ from typing import Any
 
 from hitless.errors import BadInput, OperationFailed
 from hitless.runtime import process_shim
-from hitless.runtime.base import ExecResult, Instance, InstanceState, Labels, LaunchSpec, Mount
+from hitless.runtime.base import ExecResult, ForeignContainer, Instance, InstanceState, Labels, LaunchSpec, Mount
 
 SHIM = Path(process_shim.__file__).resolve()
 EXEC_TIMEOUT_EXIT = 124  # the exit status of timeout(1)
@@ -259,8 +259,11 @@ class ProcessRuntime:
         if not _NAME.match(launch.name):
             raise BadInput(f"instance name {launch.name!r} is not valid (letters, digits, '_', '.', '-')")
         mapping = self._host_dirs(launch.mounts)
-        command = launch.command if launch.command is not None else image.command
-        argv = [rewrite_paths(a, mapping) for a in (*image.entrypoint, *command)]
+        # As in Docker: an entrypoint of the launch replaces the image's and drops its default command.
+        entrypoint = launch.entrypoint if launch.entrypoint is not None else image.entrypoint
+        default = image.command if launch.entrypoint is None else ()
+        command = launch.command if launch.command is not None else default
+        argv = [rewrite_paths(a, mapping) for a in (*entrypoint, *command)]
         if not argv:
             raise BadInput(f"image '{launch.image}' has no entrypoint and the launch no command")
         environment = {k: os.environ[k] for k in _INHERITED_ENV if k in os.environ}
@@ -286,6 +289,8 @@ class ProcessRuntime:
                 "environment": environment,
                 "cwd": str(cwd),
                 "stop_signal": launch.stop_signal,
+                "init": launch.options.init,
+                "labels": launch.extra_labels,
                 "network": "host",
                 "mounts": [
                     {"source": m.source, "target": m.target, "host": mapping[m.target.rstrip("/")], "read_only": m.read_only}
@@ -296,7 +301,8 @@ class ProcessRuntime:
             process_shim.write_atomic(str(directory / "labels.json"), json.dumps(launch.labels.to_dict(), indent=1) + "\n")
             cwd.mkdir(parents=True, exist_ok=True)  # Docker creates a missing workdir too
             shim = subprocess.Popen(
-                [sys.executable, "-I", str(SHIM), "--dir", str(directory), "--", *argv],
+                [sys.executable, "-I", str(SHIM), "--dir", str(directory), *(["--init"] if launch.options.init else []),
+                 "--", *argv],
                 cwd=cwd,
                 env=environment,
                 stdin=subprocess.DEVNULL,
@@ -440,6 +446,10 @@ class ProcessRuntime:
         path = self._volumes / name
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+    def foreign(self) -> list[ForeignContainer]:
+        """Local processes hold no container of anyone else's."""
+        return []
 
     def has_image(self, image: str) -> bool:
         """True when the image reference is in the mapping this runtime was given."""

@@ -1,11 +1,15 @@
 """The supervisor shim of a ProcessRuntime instance: what `containerd-shim` is to a container.
 
-    python3 -I process_shim.py --dir INSTANCE_DIR -- ARGV...
+    python3 -I process_shim.py --dir INSTANCE_DIR [--init] -- ARGV...
 
 It detaches (fork, new session) so the instance outlives the command that started it, spawns
 the service, forwards every catchable signal it receives to the service, waits for it, writes
 `exit_code` atomically, kills what is left of its process group (as the kernel does to a
 container when its PID 1 exits), and exits with the service's code (128+N after signal N).
+
+With --init it is also what Docker's init is to a container: a child subreaper, so that the
+service's orphaned descendants become its children, which it reaps as they exit (none is left
+a zombie), and which it kills with the rest when the service exits.
 
 Files it writes in INSTANCE_DIR: `pid` (JSON: its own and the service's PID with their
 /proc start times and the boot id, so that a reused PID is never taken for ours), `output.log`
@@ -17,6 +21,7 @@ the service's PYTHONPATH and friends cannot break it. ProcessRuntime imports its
 
 from __future__ import annotations
 
+import ctypes
 import datetime as dt
 import json
 import os
@@ -25,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 
+PR_SET_CHILD_SUBREAPER = 36  # prctl(2)
 UNCATCHABLE = {signal.SIGKILL, signal.SIGSTOP}
 # SIGCHLD is the shim's own business (its child exiting); the others are forwarded.
 NOT_FORWARDED = UNCATCHABLE | {signal.SIGCHLD}
@@ -77,15 +83,36 @@ def exit_status(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
 
-def _kill_rest_of_group() -> None:
-    """SIGKILL every other process of our group (the service's leftovers)."""
+def _parent_of(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            fields = handle.read().decode(errors="replace").rsplit(")", 1)[-1].split()
+        return int(fields[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def become_subreaper() -> bool:
+    """Make this process the reaper of its descendants' orphans (Linux 3.4+); False when refused."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return int(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _kill_rest_of_group(children_too: bool = False) -> None:
+    """SIGKILL every other process of our group (the service's leftovers) and, as an init,
+    every orphan adopted meanwhile (it may have left the group: a daemon's setsid)."""
     me, group = os.getpid(), os.getpgrp()
     for _ in range(20):
         others = []
         for entry in os.listdir("/proc"):
             if entry.isdigit() and int(entry) != me:
                 stat = proc_stat(int(entry))
-                if stat is not None and stat[1] == group and stat[0] not in "ZX":
+                if stat is None or stat[0] in "ZX":
+                    continue
+                if stat[1] == group or (children_too and _parent_of(int(entry)) == me):
                     others.append(int(entry))
         if not others:
             return
@@ -102,7 +129,16 @@ def _kill_rest_of_group() -> None:
             pass
 
 
-def _supervise(directory: str, argv: list[str], report_fd: int) -> int:
+def _wait_reaping(service_pid: int) -> int:
+    """Wait for the service as an init does: reap every child that exits (adopted orphans
+    included) until the service itself has; its wait status as a Popen returncode."""
+    while True:
+        pid, status = os.waitpid(-1, 0)  # signal handlers run meanwhile (PEP 475 retries it)
+        if pid == service_pid:
+            return os.waitstatus_to_exitcode(status)
+
+
+def _supervise(directory: str, argv: list[str], report_fd: int, init: bool = False) -> int:
     """Run in the detached grandchild: spawn, forward, wait, record."""
     pending: list[int] = []
     child: list[subprocess.Popen[bytes]] = []
@@ -151,20 +187,26 @@ def _supervise(directory: str, argv: list[str], report_fd: int) -> int:
     for signum in pending:
         forward(signum, None)
 
-    returncode = process.wait()  # signal handlers run meanwhile (PEP 475 retries the wait)
+    if init:
+        returncode = _wait_reaping(process.pid)
+        process.returncode = returncode  # reaped here: Popen must not wait for it again
+    else:
+        returncode = process.wait()  # signal handlers run meanwhile (PEP 475 retries the wait)
     reaped[0] = True
     code = exit_status(returncode)
     write_atomic(os.path.join(directory, "exit_code"), f"{code}\n")
-    _kill_rest_of_group()
+    _kill_rest_of_group(children_too=init)
     return code
 
 
 def main(args: list[str]) -> int:
-    """Parse `--dir DIR -- ARGV...`, detach, and report the service's start to our parent."""
-    if len(args) < 4 or args[0] != "--dir" or args[2] != "--":
-        print("usage: process_shim.py --dir INSTANCE_DIR -- ARGV...", file=sys.stderr)
+    """Parse `--dir DIR [--init] -- ARGV...`, detach, and report the service's start to our parent."""
+    init = len(args) > 2 and args[2] == "--init"
+    rest = args[3:] if init else args[2:]
+    if len(args) < 4 or args[0] != "--dir" or not rest or rest[0] != "--" or len(rest) < 2:
+        print("usage: process_shim.py --dir INSTANCE_DIR [--init] -- ARGV...", file=sys.stderr)
         return 2
-    directory, argv = os.path.abspath(args[1]), args[3:]
+    directory, argv = os.path.abspath(args[1]), rest[1:]
     read_fd, write_fd = os.pipe()
     if os.fork() > 0:
         # The first process: wait for the detached one to say whether the service started.
@@ -190,8 +232,11 @@ def main(args: list[str]) -> int:
     os.close(log)
     sys.stdout = os.fdopen(1, "w", closefd=False)
     sys.stderr = os.fdopen(2, "w", closefd=False)
+    if init and not become_subreaper():
+        print("hitless process shim: cannot become a child subreaper: orphans go to the host's init",
+              file=sys.stderr, flush=True)
     try:
-        code = _supervise(directory, argv, write_fd)
+        code = _supervise(directory, argv, write_fd, init)
     except BaseException as exc:  # never leave the starter waiting, never lose the reason
         print(f"hitless process shim failed: {exc!r}", file=sys.stderr, flush=True)
         code = 1

@@ -51,23 +51,38 @@ def graceful_stop(
     if ceiling < grace:
         raise BadInput(f"the stop ceiling ({ceiling:g} s) must not be shorter than the grace ({grace:g} s)")
 
-    name = instance_id
+    instance = runtime.get(instance_id)
+    if instance is None or not instance.running:
+        what = "already gone" if instance is None else f"not running ({instance.state})"
+        _sink(instance.name if instance else instance_id, on_event)("info", f"{what}, nothing to stop")
+        return StopOutcome(exit_code=instance.exit_code if instance else None, seconds=0.0, killed=False)
+    return stop_running(runtime, instance_id, instance.name, signal_name=signal_name, grace=grace, ceiling=ceiling,
+                        on_event=on_event)
 
+
+def _sink(name: str, on_event: EventSink | None) -> EventSink:
     def event(level: str, message: str) -> None:
         # Messages do not name the instance: the caller knows it (the log line does name it).
         log.log(logging.WARNING if level == "warning" else logging.INFO, "%s: %s", name, message)
         if on_event is not None:
             on_event(level, message)
 
-    instance = runtime.get(instance_id)
-    if instance is None:
-        event("info", "already gone, nothing to stop")
-        return StopOutcome(exit_code=None, seconds=0.0, killed=False)
-    name = instance.name
-    if not instance.running:
-        event("info", f"not running ({instance.state}), nothing to stop")
-        return StopOutcome(exit_code=instance.exit_code, seconds=0.0, killed=False)
+    return event
 
+
+def stop_running(
+    runtime: Runtime,
+    instance_id: str,
+    name: str,
+    *,
+    signal_name: str,
+    grace: float,
+    ceiling: float,
+    on_event: EventSink | None = None,
+) -> StopOutcome:
+    """`graceful_stop` of something known to run, hitless's or not (a compose container taken
+    over): the signal, patience, SIGKILL only at the ceiling, loudly."""
+    event = _sink(name, on_event)
     began = time.monotonic()
     runtime.signal(instance_id, signal_name)
     event("info", f"sent {signal_name}; waiting up to {grace:g} s for in-flight work to finish")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import reprlib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from hitless.spec.tree import DesiredTree, Node, ServiceNode, SetNode
 from hitless.spec.yaml_loader import LimitExceeded, SpecLoader
 
 DEFAULT_SPEC = "hitless.yaml"
+COMPOSE_NAMES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")  # compose's own order
 MAX_SPEC_BYTES = 4 * 2**20  # read no more: -f /dev/zero or a disk image must not fill memory
 
 
@@ -180,12 +183,21 @@ def _yaml_problem(exc: yaml.YAMLError, text: str) -> str:
     return f"{where}{'refused' if isinstance(exc, LimitExceeded) else 'invalid YAML'}: {problem}"
 
 
-def parse_spec(text: str, source: str = DEFAULT_SPEC, base_dir: Path | None = None) -> DesiredTree:
-    """Validate spec text; raises SpecError listing every problem found."""
+def read_yaml(text: str, source: str) -> Any:
+    """The YAML document in `text`, read with the bounded loader; SpecError with one line if unreadable."""
     try:
-        raw = yaml.load(text, Loader=SpecLoader)
+        return yaml.load(text, Loader=SpecLoader)
     except yaml.YAMLError as exc:
         raise SpecError(source, [_yaml_problem(exc, text)]) from None
+
+
+def parse_spec(text: str, source: str = DEFAULT_SPEC, base_dir: Path | None = None) -> DesiredTree:
+    """Validate spec text; raises SpecError listing every problem found."""
+    return build_tree(read_yaml(text, source), source, base_dir)
+
+
+def build_tree(raw: Any, source: str = DEFAULT_SPEC, base_dir: Path | None = None) -> DesiredTree:
+    """Validate a spec read from YAML; raises SpecError listing every problem found."""
     if not isinstance(raw, dict):
         raise SpecError(source, ["(top level): expected a mapping with 'project' and 'sets'"])
     problems: list[str] = []
@@ -215,21 +227,69 @@ def parse_spec(text: str, source: str = DEFAULT_SPEC, base_dir: Path | None = No
     return DesiredTree(spec=spec, root=root, base_dir=(base_dir or Path.cwd()).resolve())
 
 
-def load_spec(path: str | Path | None = None) -> DesiredTree:
-    """Read and validate a spec file (default `hitless.yaml` in the current directory)."""
-    file = Path(path or DEFAULT_SPEC)
+def find_spec(path: str | Path | None = None, directory: Path | None = None) -> Path:
+    """The spec file to read: `path`, else the first of `hitless.yaml` and compose's own names
+    (compose.yaml, compose.yml, docker-compose.yaml, docker-compose.yml) found in `directory`."""
+    if path:
+        return Path(path)
+    where = directory or Path()
+    for name in (DEFAULT_SPEC, *COMPOSE_NAMES):
+        if (where / name).is_file():
+            return where / name
+    raise BadInput(f"no {DEFAULT_SPEC} (nor {', '.join(COMPOSE_NAMES)}) in {where.resolve()} (use -f FILE)")
+
+
+def read_text(file: Path, what: str = "spec") -> str:
+    """A spec (or a file it names) as text: bounded, UTF-8, one line when it cannot be read."""
     try:
         with file.open("rb") as f:
             data = f.read(MAX_SPEC_BYTES + 1)
     except FileNotFoundError:
-        raise BadInput(f"{file}: no such spec file (use -f FILE)") from None
+        raise BadInput(f"{file}: no such {what} file" + (" (use -f FILE)" if what == "spec" else "")) from None
     except OSError as exc:
-        raise BadInput(f"{file}: cannot read spec: {exc.strerror}") from None
+        raise BadInput(f"{file}: cannot read {what}: {exc.strerror}") from None
     if len(data) > MAX_SPEC_BYTES:
-        raise SpecError(str(file), [f"larger than {MAX_SPEC_BYTES // 2**20} MiB: not a spec file?"])
+        article = "an" if what[0] in "aeiou" else "a"
+        raise SpecError(str(file), [f"larger than {MAX_SPEC_BYTES // 2**20} MiB: not {article} {what} file?"])
     try:
-        text = data.decode("utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise SpecError(str(file), [f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}): "
-                                    "a spec is a YAML text file"]) from None
-    return parse_spec(text, source=str(file), base_dir=file.resolve().parent)
+                                    f"a {what} is a {'YAML ' if what == 'spec' else ''}text file"]) from None
+
+
+def is_compose(file: Path, raw: Any) -> bool:
+    """A compose file: by its name, or by its shape (`services:` and no `sets:`)."""
+    return file.name in COMPOSE_NAMES or (isinstance(raw, dict) and "services" in raw and "sets" not in raw)
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadedSpec:
+    """A spec file as read: its tree, the hitless spec text it stands for, and what to warn about."""
+
+    tree: DesiredTree
+    text: str  # the hitless spec: the file itself, or what a compose file became
+    source: str
+    compose: bool
+    warnings: tuple[str, ...] = ()
+
+
+def read_spec(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> LoadedSpec:
+    """Read and validate a spec file: hitless's own, or a compose file (see `find_spec`).
+    A compose file's `.env` and env files are read here too, and `environ` (default: this
+    process's environment) interpolated into it."""
+    file = find_spec(path)
+    text = read_text(file)
+    raw = read_yaml(text, str(file))
+    base_dir = file.resolve().parent
+    if is_compose(file, raw):
+        from hitless.spec.compose.load import load_compose
+
+        loaded = load_compose(file, raw, os.environ if environ is None else environ)
+        return LoadedSpec(loaded.tree, loaded.text, str(file), True, tuple(loaded.warnings))
+    return LoadedSpec(build_tree(raw, str(file), base_dir), text, str(file), False)
+
+
+def load_spec(path: str | Path | None = None) -> DesiredTree:
+    """Read and validate a spec file (default: `hitless.yaml`, else a compose file, in the current directory)."""
+    return read_spec(path).tree

@@ -209,8 +209,15 @@ class Update(_Strict):
 
 
 class Options(_Strict):
-    """Pass-through container options, as Kolla gives them."""
+    """Pass-through container options, as Kolla gives them.
 
+    `init`: an init as PID 1 that forwards signals to the service and reaps orphaned processes
+    (Docker's `init`; the process runtime's shim does the same). A server that runs as PID 1
+    without a SIGTERM handler ignores SIGTERM (the kernel ignores default-action signals sent to
+    a namespace's PID 1) and is SIGKILLed at its ceiling; under an init it gets the signal.
+    """
+
+    init: bool = False
     privileged: bool = False
     cap_add: tuple[str, ...] = ()
     cap_drop: tuple[str, ...] = ()
@@ -229,6 +236,17 @@ def _parse_volume(value: object) -> object:
     if len(parts) == 3 and parts[2] not in ("ro", "rw"):
         raise ValueError(f"invalid volume mode {parts[2]!r} in {value!r} (expected ro or rw)")
     return {"source": parts[0], "target": parts[1], "read_only": len(parts) == 3 and parts[2] == "ro"}
+
+
+RESERVED_LABELS = ("io.hitless.", "com.docker.compose.")
+
+
+def _user_labels(value: dict[str, str]) -> dict[str, str]:
+    """Labels are the truth of what an instance is: hitless's own and compose's are not the user's to set."""
+    for key in value:
+        if key.startswith(RESERVED_LABELS):
+            raise ValueError(f"label {key!r}: the prefixes {' and '.join(RESERVED_LABELS)} are reserved")
+    return value
 
 
 def _names(value: object) -> object:
@@ -354,8 +372,11 @@ class Service(_Strict):
     """A leaf of the tree: one image, N replicas."""
 
     image: str
+    entrypoint: Argv | None = Field(default=None, description="replaces the image's entrypoint (and, as in Docker, its command)")
     command: Argv | None = None
     environment: Annotated[dict[str, str], BeforeValidator(_environment_values)] = Field(default_factory=dict)
+    labels: Annotated[dict[str, str], BeforeValidator(_environment_values), AfterValidator(_user_labels)] = Field(
+        default_factory=dict, description="container labels (io.hitless.* and com.docker.compose.* are reserved)")
     volumes: tuple[Annotated[Volume, BeforeValidator(_parse_volume)], ...] = ()
     hosts: Annotated[tuple[str, ...], BeforeValidator(_names)] = Field(
         default=(), description="a group, a host, or a list of hosts: `replicas` instances run on each")

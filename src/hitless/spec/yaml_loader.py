@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 MAX_DEPTH = 64  # a spec nests sets in sets, but nowhere near this deep
+MERGE_TAG = "tag:yaml.org,2002:merge"
 MAX_ALIAS_VALUES = 10_000  # values aliases may repeat in one document; shared blocks need a few hundred
 
 
@@ -22,7 +23,8 @@ class LimitExceeded(yaml.MarkedYAMLError):
 
 class SpecLoader(yaml.SafeLoader):
     """SafeLoader that refuses duplicate and non-scalar keys, deep nesting, alias bombs and
-    alias cycles, and reports unreadable scalars (a 5000-digit int, 2001-13-45) as YAML errors."""
+    alias cycles, and reports unreadable scalars (a 5000-digit int, 2001-13-45) as YAML errors.
+    Merge keys (`<<: *defaults`, as compose files share blocks) are YAML's own."""
 
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
@@ -89,6 +91,8 @@ class SpecLoader(yaml.SafeLoader):
 def _construct_mapping(loader: SpecLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
     seen: set[Any] = set()
     for key_node, _ in node.value:
+        if key_node.tag == MERGE_TAG:
+            continue  # `<<: *anchor`: flattened below, the mapping's own keys winning (YAML's merge key)
         key = loader.construct_object(key_node, deep=deep)
         mark = key_node.start_mark
         if not isinstance(key, (str, int, float, bool)) and key is not None:
